@@ -1,0 +1,152 @@
+"""Render every error as RFC 9457 problem+json with the contract's `code`; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import OneCheckError
+
+log = logging.getLogger("onecheck.errors")
+
+# Relative type URIs (RFC 9457 §3.1.1) resolve against the service; docs/errors.md describes each code.
+PROBLEM_TYPE_BASE = "/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# Database trouble a client can retry: answered 503 with Retry-After, never 500.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    OperationalError,
+    InterfaceError,
+)
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def problem_body(error: OneCheckError) -> dict[str, Any]:
+    """The problem object for an error, as a dict (batch checks embed these in their results)."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    errors = getattr(error, "errors", None)
+    if errors is not None:
+        body["errors"] = errors
+    body.update(error.extra)
+    return body
+
+
+def error_response(error: OneCheckError) -> JSONResponse:
+    return JSONResponse(
+        problem_body(error), status_code=error.status, headers=error.headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
+    return [part for part in loc]
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        entry: dict[str, Any] = {"loc": _loc(err.get("loc", ())), "msg": err.get("msg", "invalid")}
+        ctx = err.get("ctx") or {}
+        if "rule" in ctx:
+            entry["rule"] = ctx["rule"]
+        out.append(entry)
+    return out
+
+
+async def _handle_onecheck(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OneCheckError)
+    return error_response(exc)
+
+
+async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+    detail = "the request body is not valid JSON" if malformed else "the request does not match the schema"
+    return problem(422, "validation_error", "Invalid request", detail, errors=errors)
+
+
+async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return problem(404, "not_found", "Not found", "no such resource")
+    if exc.status_code == 405:
+        return problem(
+            405,
+            "not_found",
+            "Method not allowed",
+            f"{request.method} is not allowed here",
+            headers=dict(exc.headers or {}),
+        )
+    if exc.status_code == 413:
+        return problem(413, "payload_too_large", "Payload too large", str(exc.detail))
+    if exc.status_code in (401, 403):
+        code = "unauthorized" if exc.status_code == 401 else "forbidden"
+        return problem(exc.status_code, code, code.title(), str(exc.detail))
+    return problem(exc.status_code, "validation_error", "Bad request", str(exc.detail))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if _is_transient(exc):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "the database is unavailable; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "unavailable", "Internal error", "an unexpected error occurred; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OneCheckError, _handle_onecheck)
+    app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StarletteHTTPException, _handle_http)
+    app.add_exception_handler(Exception, _handle_unexpected)
