@@ -1,0 +1,727 @@
+"""Sync runs: one pull of one source, from start to `succeeded`, `failed` or `held`.
+
+One run per source at a time, whatever the number of replicas: the runner holds a PostgreSQL session-level
+advisory lock on the source for the whole run (released by the server if the process dies), and the partial
+unique index `uq_sync_runs_source_open` admits one running-or-held run per source. A `running` run whose
+source lock is free has lost its process: whoever finds it marks it `failed`.
+
+    feed       page by page: store the raw page, then in one transaction parse, quarantine, apply and move the
+               source's cursor. A failed run keeps its committed pages; the next run resumes from the cursor.
+    snapshot   always from no cursor: store every raw page; then, in ONE transaction, re-parse the stored
+               pages, COPY the records into a staging table and apply them set-based, ending the source's
+               entries the listing no longer carries. A failed run changes nothing. If it would end more than
+               ONECHECK_SNAPSHOT_MAX_END_SHARE of the source's entries in effect, the run is `held` and
+               nothing changes until confirm (re-applied from the stored pages) or discard.
+    file       a CSV or XLSX under ONECHECK_IMPORT_DIR, applied exactly like a snapshot of its source (the file
+               is the source's complete listing; its rows have no `updated_at`, so none is ever stale).
+
+Counts (contract): received = inserted + updated + unchanged + duplicates + stale + quarantined, per run.
+`ended` is not part of that sum: it counts entries the run ended (an upstream `removed` for an entry not yet
+ended, which is also counted as `updated`, plus entries missing from a complete snapshot, which are not
+received records at all). `unmapped_legacy` counts accepted records kept under an org code / registration
+number no alias maps. A repeat of a source_id within a run counts as a duplicate; if it is newer than the
+version the run saw first it is still applied, so nothing newer is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+from shared.db.engine import Database
+from shared.entries import (
+    LEGACY_KINDS,
+    BatchPlan,
+    NewEntry,
+    StagedRecord,
+    SyncBatch,
+    content_hash,
+    raw_connection,
+    resolve_aliases,
+)
+from shared.errors import Conflict, NotFound
+from shared.ids import parse_uuid
+from shared.lifecycle import business_date
+from shared.models.sync import RUN_COUNT_KEYS
+from shared.settings import Settings
+
+from services.list_sync import repository as repo
+from services.list_sync.records import (
+    ListTypeInfo,
+    Parsed,
+    Rejected,
+    file_row_record,
+    parse_record,
+    read_file_rows,
+)
+from services.list_sync.service import import_path
+from services.list_sync.upstream import Fetched, MalformedPage, PageTooLarge, UpstreamClient, parse_envelope
+
+log = logging.getLogger("onecheck.sync")
+
+PAGE_LIMIT = 1000  # records asked per upstream page (the platform may send fewer)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SourceFileError(Exception):
+    """A file source's file is missing, unreadable or outside ONECHECK_IMPORT_DIR."""
+
+
+def advisory_key(source: str) -> int:
+    """A stable 64-bit key per source for pg_advisory_lock (hashtext would be 32 bits and collide sooner)."""
+    return int.from_bytes(
+        hashlib.sha256(b"onecheck.sync:" + source.encode()).digest()[:8], "big", signed=True
+    )
+
+
+@dataclass
+class Counts:
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    ended: int = 0
+    unmapped_legacy: int = 0
+
+    def add(self, plan: BatchPlan, prepared: Prepared) -> None:
+        self.received += prepared.received
+        self.quarantined += len(prepared.rejected)
+        self.duplicates += prepared.pre_duplicates + plan.duplicates
+        self.inserted += plan.inserted
+        self.updated += plan.updated
+        self.unchanged += plan.unchanged
+        self.stale += plan.stale
+        self.ended += plan.ended
+        self.unmapped_legacy += plan.unmapped_legacy
+
+    def as_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    phase: str  # fetch | apply
+    pages: int
+    records: int
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def run_view(row: Any) -> dict[str, Any]:
+    counts = row["counts"] or {}
+    return {
+        "run_id": str(row["run_id"]),
+        "source": row["source"],
+        "status": row["status"],
+        "started_at": repo.iso(row["started_at"]),
+        "finished_at": repo.iso(row["finished_at"]),
+        "counts": {key: int(counts.get(key, 0)) for key in RUN_COUNT_KEYS},
+        "error": row["error"],
+    }
+
+
+class RunRegistry:
+    """The runs this process is executing (so a request can tell its own live run from an abandoned one, and
+    tests and shutdown can await them)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
+
+    def add(self, run_id: uuid.UUID, task: asyncio.Task[Any]) -> None:
+        self.tasks[run_id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(run_id, None))
+
+    async def wait(self, run_id: uuid.UUID | str) -> None:
+        task = self.tasks.get(uuid.UUID(str(run_id)))
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def wait_all(self) -> None:
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()))
+
+    async def shutdown(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.wait_all()
+
+
+def registry_of(state: Any) -> RunRegistry:
+    """The registry kept on `app.state`, made on first use (tests drive apps without a lifespan)."""
+    registry: RunRegistry | None = getattr(state, "sync_runs", None)
+    if registry is None:
+        registry = RunRegistry()
+        state.sync_runs = registry
+    return registry
+
+
+# --- records into staged rows ----------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    staged: list[StagedRecord] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # every source_id named, valid or not
+    received: int = 0
+    pre_duplicates: int = 0  # repeats of a source_id seen in an earlier page, not newer: not staged
+    newest: dict[str, dt.datetime | None] = field(default_factory=dict)
+
+
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    return a is not None and (b is None or a > b)
+
+
+def _staged(p: Parsed, aliases: dict[str, str], seen_before: bool) -> StagedRecord:
+    uscc = aliases.get(p.subject.code) if p.subject.kind in LEGACY_KINDS else None
+    org: str | None
+    if uscc is not None:
+        code, kind, org = uscc, "uscc", uscc[8:17]
+    else:
+        code, kind, org = p.subject.code, p.subject.kind.value, p.subject.org_code
+    entry_id = uuid.uuid4()
+    digest = content_hash(
+        NewEntry(
+            list_type=p.list_type,
+            subject=p.subject,
+            subject_name=p.subject_name,
+            reason=p.reason,
+            decision_no=p.decision_no,
+            issuing_department=p.issuing_department,
+            listed_on=p.listed_on,
+            expires_on=p.expires_on,
+            linked_persons=p.linked_persons,
+            entry_id=entry_id,
+        ),
+        code,
+    )
+    return StagedRecord(
+        seq=p.line,
+        source_id=p.source_id,
+        list_type=p.list_type,
+        list_kind=p.list_kind,
+        subject_code=code,
+        subject_kind=kind,
+        subject_org_code=org,
+        original_code=p.subject.code,
+        original_kind=p.subject.kind.value,
+        subject_name=p.subject_name,
+        linked_persons=_persons_json(p),
+        reason=p.reason,
+        decision_no=p.decision_no,
+        issuing_department=p.issuing_department,
+        listed_on=p.listed_on,
+        expires_on=p.expires_on,
+        upstream_status=p.status,
+        updated_at=p.updated_at,
+        content_hash=digest,
+        unmapped=kind in LEGACY_KINDS,
+        seen_before=seen_before,
+        entry_id=entry_id,
+    )
+
+
+def _persons_json(p: Parsed) -> str:
+    return json.dumps([person.as_json() for person in p.linked_persons], ensure_ascii=False)
+
+
+async def prepare(
+    session: Any,
+    items: Iterable[tuple[int, Any, Any]],
+    *,
+    list_types: dict[str, ListTypeInfo],
+    today: dt.date,
+    seen: dict[str, dt.datetime | None] | None,
+) -> Prepared:
+    """Validate (line, record, raw) items; map legacy codes through aliases (one query); apply the feed's
+    within-run duplicate rule against `seen` (None for a snapshot: SQL dedupes its single staging table)."""
+    out = Prepared()
+    parsed: list[Parsed] = []
+    for line, record, raw in items:
+        out.received += 1
+        result = parse_record(record, line=line, raw=raw, list_types=list_types, today=today)
+        if isinstance(result, Rejected):
+            out.rejected.append(result)
+            if result.source_id is not None:
+                out.ids.append(result.source_id)
+        else:
+            parsed.append(result)
+            out.ids.append(result.source_id)
+    aliases = await resolve_aliases(
+        session, [p.subject.code for p in parsed if p.subject.kind in LEGACY_KINDS]
+    )
+    for p in parsed:
+        seen_before = False
+        if seen is not None and p.source_id in seen:
+            if not _later(p.updated_at, seen[p.source_id]):
+                out.pre_duplicates += 1
+                continue
+            seen_before = True
+        out.staged.append(_staged(p, aliases, seen_before))
+        if p.source_id not in out.newest or _later(p.updated_at, out.newest[p.source_id]):
+            out.newest[p.source_id] = p.updated_at
+    return out
+
+
+def page_items(kind: str, body: bytes, first_line: int) -> list[tuple[int, Any, Any]]:
+    """(line, record, raw) of a stored page: a feed envelope's entries numbered on from `first_line`, or a
+    file's rows numbered by their line in the file (quarantine keeps the row with its Chinese headers)."""
+    if kind == "file":
+        return [(line, file_row_record(row), row) for line, row in read_file_rows(body)]
+    # Its content type was checked when it was fetched.
+    envelope = parse_envelope(body, "application/json")
+    return [(first_line + i, record, record) for i, record in enumerate(envelope.entries, start=1)]
+
+
+# --- one run ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunContext:
+    db: Database
+    settings: Settings
+    source: Any  # the sync_sources row
+    run_id: uuid.UUID
+    today: dt.date
+    deadline: float  # time.monotonic()
+    list_types: dict[str, ListTypeInfo]
+    progress: ProgressFn | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+
+    @property
+    def name(self) -> str:
+        name: str = self.source["name"]
+        return name
+
+    @property
+    def operator(self) -> str:
+        return f"sync:{self.name}"
+
+    @property
+    def basis(self) -> str:
+        return f"sync run {self.run_id}"
+
+    def report(self, phase: str, pages: int, records: int) -> None:
+        if self.progress is not None:
+            self.progress(Progress(phase, pages, records))
+
+
+async def _store(ctx: RunContext, seq: int, cursor: str | None, body: bytes) -> None:
+    async with ctx.db.connection() as conn:
+        await repo.store_page(conn, ctx.run_id, seq, cursor, body)
+        await repo.heartbeat(conn, ctx.run_id)
+
+
+async def _fetch(ctx: RunContext, upstream: UpstreamClient, cursor: str | None, seq: int) -> Fetched:
+    try:
+        return await upstream.fetch(cursor, PAGE_LIMIT)
+    except PageTooLarge as exc:
+        if exc.prefix:
+            await _store(ctx, seq, cursor, exc.prefix)
+        raise
+
+
+def _upstream(ctx: RunContext) -> UpstreamClient:
+    return UpstreamClient(
+        ctx.source["base_url"],
+        ctx.source["token"],
+        ctx.settings,
+        deadline=ctx.deadline,
+        transport=ctx.transport,
+    )
+
+
+async def _run_feed(ctx: RunContext) -> None:
+    cursor: str | None = ctx.source["cursor"]
+    counts = Counts()
+    seen: dict[str, dt.datetime | None] = {}
+    line = pages = 0
+    async with _upstream(ctx) as upstream:
+        while True:
+            fetched = await _fetch(ctx, upstream, cursor, pages + 1)
+            pages += 1
+            await _store(ctx, pages, cursor, fetched.body)
+            envelope = parse_envelope(fetched.body, fetched.content_type)
+            next_cursor = envelope.next_cursor if envelope.next_cursor is not None else cursor
+            items = [(line + i, record, record) for i, record in enumerate(envelope.entries, start=1)]
+            line += len(items)
+            async with ctx.db.session() as session:
+                conn = await raw_connection(session)
+                prepared = await prepare(
+                    session, items, list_types=ctx.list_types, today=ctx.today, seen=seen
+                )
+                await repo.insert_quarantine(conn, ctx.run_id, prepared.rejected)
+                batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
+                await batch.stage(prepared.staged)
+                plan = await batch.plan(complete=False)
+                await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)
+                await batch.close()
+                counts.add(plan, prepared)
+                # The page, its effects and the cursor past it commit together: a crash resumes here.
+                await repo.set_source_cursor(conn, ctx.name, next_cursor)
+                await repo.save_progress(conn, ctx.run_id, counts.as_json(), next_cursor)
+                await session.commit()
+            for source_id, updated_at in prepared.newest.items():
+                if source_id not in seen or _later(updated_at, seen[source_id]):
+                    seen[source_id] = updated_at
+            ctx.report("fetch", pages, line)
+            if not envelope.has_more:
+                break
+            if envelope.next_cursor is None:
+                raise MalformedPage("has_more is true but next_cursor is missing")
+            if envelope.next_cursor == cursor:
+                raise MalformedPage("next_cursor did not advance")
+            cursor = envelope.next_cursor
+    async with ctx.db.connection() as conn:
+        await repo.finish_run(conn, ctx.run_id, status="succeeded", from_status="running")
+
+
+async def _run_snapshot(ctx: RunContext) -> None:
+    cursor: str | None = None
+    pages = records = 0
+    async with _upstream(ctx) as upstream:
+        while True:
+            fetched = await _fetch(ctx, upstream, cursor, pages + 1)
+            pages += 1
+            await _store(ctx, pages, cursor, fetched.body)
+            envelope = parse_envelope(fetched.body, fetched.content_type)
+            records += len(envelope.entries)
+            ctx.report("fetch", pages, records)
+            if not envelope.has_more:
+                break
+            if envelope.next_cursor is None or envelope.next_cursor == cursor:
+                raise MalformedPage("has_more is true but next_cursor is missing or did not advance")
+            cursor = envelope.next_cursor
+    await apply_listing(ctx, force=False, from_status="running")
+
+
+async def _run_file(ctx: RunContext) -> None:
+    try:
+        path = import_path(ctx.settings.import_dir, ctx.source["path"])
+    except ValueError as exc:
+        raise SourceFileError(str(exc)) from None
+    if not path.is_file():
+        raise SourceFileError(f"no file {ctx.source['path']!r} in ONECHECK_IMPORT_DIR")
+    cap = ctx.settings.sync_max_page_bytes
+    if path.stat().st_size > cap:
+        raise PageTooLarge(f"file of {path.stat().st_size:,} bytes is over the cap of {cap:,} bytes")
+    body = await asyncio.to_thread(path.read_bytes)
+    await _store(ctx, 1, ctx.source["path"], body)
+    ctx.report("fetch", 1, 0)
+    await apply_listing(ctx, force=False, from_status="running")
+
+
+HANDLERS = {"feed": _run_feed, "snapshot": _run_snapshot, "file": _run_file}
+
+
+async def apply_listing(
+    ctx: RunContext, *, force: bool, from_status: str, record_quarantine: bool = True
+) -> str:
+    """Apply a complete listing (snapshot or file) from the run's stored pages, in one transaction with the
+    run's new status. Returns `held` or `succeeded`."""
+    async with ctx.db.session() as session:
+        conn = await raw_connection(session)
+        if await repo.lock_run(conn, ctx.run_id) is None:
+            raise NotFound("no such run")
+        await repo.set_bulk_limits(conn, max(int((ctx.deadline - time.monotonic()) * 1000), 1000))
+        batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
+        received = quarantined = line = 0
+        for pages, page_id in enumerate(await repo.page_ids(conn, ctx.run_id), start=1):
+            items = page_items(ctx.source["kind"], await repo.page_body(conn, page_id), line)
+            line += len(items)
+            prepared = await prepare(session, items, list_types=ctx.list_types, today=ctx.today, seen=None)
+            if record_quarantine:
+                await repo.insert_quarantine(conn, ctx.run_id, prepared.rejected)
+            await batch.stage(prepared.staged)
+            await batch.stage_ids(prepared.ids)
+            received += prepared.received
+            quarantined += len(prepared.rejected)
+            ctx.report("apply", pages, received)
+        plan = await batch.plan(complete=True)
+        counts = Counts(quarantined=quarantined)  # `add` counts the rejected of `Prepared`, here none
+        counts.add(plan, Prepared(received=received))
+        held = not force and plan.end_share > ctx.settings.snapshot_max_end_share
+        if not held:
+            await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)
+        await batch.close()
+        status = "held" if held else "succeeded"
+        if not await repo.finish_run(
+            conn, ctx.run_id, status=status, from_status=from_status, counts=counts.as_json()
+        ):
+            raise Conflict(f"the run is no longer {from_status}")
+        await session.commit()
+    if held:
+        log.warning(
+            "sync run %s of %s held: it would end %.1f%% of the source's entries in effect",
+            ctx.run_id,
+            ctx.name,
+            plan.end_share * 100,
+        )
+    return status
+
+
+@contextlib.asynccontextmanager
+async def source_lock(db: Database, source: str) -> AsyncIterator[None]:
+    """Hold the source's session-level advisory lock (Conflict if another run holds it). Pooled connections
+    are not reset on release, so if the unlock itself fails (a second cancellation, a broken link) the
+    session is terminated: the server then drops the lock with it."""
+    key = advisory_key(source)
+    async with db.connection() as conn:
+        if not await repo.try_lock(conn, key):
+            raise Conflict(f"a run of source {source!r} is in progress")
+        try:
+            yield
+        finally:
+            try:
+                await repo.unlock(conn, key)
+            except BaseException:
+                conn.terminate()
+                raise
+
+
+async def _fail_running(conn: asyncpg.Connection, source: str) -> None:
+    """We hold the source's lock: a run of it still marked running has lost its process."""
+    for row in await repo.running_runs(conn, source):
+        await repo.finish_run(
+            conn,
+            row["run_id"],
+            status="failed",
+            from_status="running",
+            error=f"RunAbandoned: the process running it ({row['worker']}) stopped",
+        )
+
+
+async def fail_abandoned_runs(db: Database, source: str | None = None) -> int:
+    """Mark `failed` the running runs whose source lock nobody holds (their process died). Returns how many."""
+    failed = 0
+    async with db.connection() as conn:
+        for row in await repo.running_runs(conn, source):
+            key = advisory_key(row["source"])
+            if not await repo.try_lock(conn, key):
+                continue  # alive somewhere
+            try:
+                if await repo.finish_run(
+                    conn,
+                    row["run_id"],
+                    status="failed",
+                    from_status="running",
+                    error=f"RunAbandoned: the process running it ({row['worker']}) stopped",
+                ):
+                    failed += 1
+            finally:
+                try:
+                    await repo.unlock(conn, key)
+                except BaseException:
+                    conn.terminate()  # never hand a locked session back to the pool
+                    raise
+    return failed
+
+
+async def _fail(db: Database, run_id: uuid.UUID, error: str) -> None:
+    async with db.connection() as conn:
+        await repo.finish_run(conn, run_id, status="failed", from_status="running", error=error[:2000])
+
+
+async def _read_view(db: Database, run_id: uuid.UUID) -> dict[str, Any]:
+    async with db.connection() as conn:
+        row = await repo.get_run(conn, run_id)
+    assert row is not None
+    return run_view(row)
+
+
+async def execute_run(
+    db: Database,
+    settings: Settings,
+    name: str,
+    *,
+    started: asyncio.Future[dict[str, Any]] | None = None,
+    progress: ProgressFn | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any] | None:
+    """Run one sync of source `name` to its end and return the run. Before the run exists it raises NotFound
+    (no such source) or Conflict (a run is running or held) — or, given `started`, sets them on it and returns
+    None; `started` receives the new run as soon as it exists."""
+    try:
+        return await _execute(db, settings, name, started, progress, transport)
+    except Exception as exc:
+        if started is None or started.done():
+            raise
+        started.set_exception(exc)
+        return None
+    finally:
+        if started is not None and not started.done():
+            started.cancel()
+
+
+async def _execute(
+    db: Database,
+    settings: Settings,
+    name: str,
+    started: asyncio.Future[dict[str, Any]] | None,
+    progress: ProgressFn | None,
+    transport: httpx.AsyncBaseTransport | None,
+) -> dict[str, Any]:
+    async with source_lock(db, name):
+        async with db.connection() as conn:
+            source = await repo.get_source(conn, name)
+            if source is None:
+                raise NotFound(f"no source named {name!r}")
+            await _fail_running(conn, name)
+            row = await repo.create_run(
+                conn,
+                run_id=uuid.uuid4(),
+                source=name,
+                cursor_start=source["cursor"] if source["kind"] == "feed" else None,
+                worker=WORKER,
+            )
+            if row is None:
+                raise Conflict(f"a held run of source {name!r} awaits confirm or discard")
+            types = await repo.list_types(conn)
+        run_id: uuid.UUID = row["run_id"]
+        if started is not None:
+            started.set_result(run_view(row))
+        log.info("sync run %s of %s (%s) started", run_id, name, source["kind"])
+        ctx = RunContext(
+            db=db,
+            settings=settings,
+            source=source,
+            run_id=run_id,
+            today=business_date(),
+            deadline=time.monotonic() + settings.sync_run_deadline_seconds,
+            list_types=types,
+            progress=progress,
+            transport=transport,
+        )
+        await _guarded(ctx)
+        view = await _read_view(db, run_id)
+        log.info("sync run %s of %s %s: %s", run_id, name, view["status"], view["counts"])
+        return view
+
+
+async def _guarded(ctx: RunContext) -> None:
+    """Run the source's handler under the run deadline; any failure becomes the run's `failed` status (so it
+    never escapes: in tests an escaping error would also roll back what the run committed)."""
+    deadline = asyncio.timeout(ctx.settings.sync_run_deadline_seconds)
+    try:
+        async with deadline:
+            await HANDLERS[ctx.source["kind"]](ctx)
+    except asyncio.CancelledError:
+        await asyncio.shield(_fail(ctx.db, ctx.run_id, "RunCancelled: the process stopped the run"))
+        raise
+    except Exception as exc:
+        if deadline.expired():
+            error = (
+                "RunDeadlineExceeded: the run took longer than ONECHECK_SYNC_RUN_DEADLINE_SECONDS "
+                f"({ctx.settings.sync_run_deadline_seconds:g} s)"
+            )
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        log.warning("sync run %s of %s failed: %s", ctx.run_id, ctx.name, error)
+        await _fail(ctx.db, ctx.run_id, error)
+
+
+# --- API operations --------------------------------------------------------------------------------------
+
+
+async def start_run(
+    db: Database,
+    settings: Settings,
+    name: str,
+    *,
+    registry: RunRegistry,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """Start a run in the background; the new run (or NotFound / Conflict) as soon as it exists."""
+    started: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        execute_run(db, settings, name, started=started, transport=transport), name=f"sync-run:{name}"
+    )
+    view = await started
+    registry.add(uuid.UUID(view["run_id"]), task)
+    return view
+
+
+async def get_run(db: Database, run_id: str, *, registry: RunRegistry | None = None) -> dict[str, Any]:
+    parsed = parse_uuid(run_id)
+    if parsed is None:
+        raise NotFound("no such run")
+    async with db.connection() as conn:
+        row = await repo.get_run(conn, parsed)
+    if row is None:
+        raise NotFound("no such run")
+    local = registry is not None and parsed in registry.tasks
+    if row["status"] == "running" and not local and await fail_abandoned_runs(db, row["source"]):
+        return await _read_view(db, parsed)
+    return run_view(row)
+
+
+async def list_runs(db: Database, *, source: str | None, limit: int) -> dict[str, Any]:
+    async with db.connection() as conn:
+        rows = await repo.list_runs(conn, source, limit)
+    return {"runs": [run_view(r) for r in rows]}
+
+
+async def confirm_run(
+    db: Database,
+    settings: Settings,
+    run_id: str,
+    *,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Apply a held run (its stored pages, against the entries as they are now): `succeeded`."""
+    parsed = parse_uuid(run_id)
+    if parsed is None:
+        raise NotFound("no such run")
+    async with db.connection() as conn:
+        row = await repo.get_run(conn, parsed)
+        if row is None:
+            raise NotFound("no such run")
+        if row["status"] != "held":
+            raise Conflict(f"the run is {row['status']}, not held")
+        source = await repo.get_source(conn, row["source"])
+        types = await repo.list_types(conn)
+    assert source is not None  # runs reference their source
+    async with source_lock(db, row["source"]):
+        ctx = RunContext(
+            db=db,
+            settings=settings,
+            source=source,
+            run_id=parsed,
+            today=business_date(),
+            deadline=time.monotonic() + settings.sync_run_deadline_seconds,
+            list_types=types,
+            progress=progress,
+        )
+        await apply_listing(ctx, force=True, from_status="held", record_quarantine=False)
+    return await _read_view(db, parsed)
+
+
+async def discard_run(db: Database, run_id: str) -> dict[str, Any]:
+    parsed = parse_uuid(run_id)
+    if parsed is None:
+        raise NotFound("no such run")
+    async with db.connection() as conn:
+        if not await repo.finish_run(conn, parsed, status="discarded", from_status="held"):
+            row = await repo.get_run(conn, parsed)
+            if row is None:
+                raise NotFound("no such run")
+            raise Conflict(f"the run is {row['status']}, not held")
+    return await _read_view(db, parsed)
