@@ -1,0 +1,155 @@
+"""S8 — forced server errors: the database unreachable, or an unexpected exception inside a route.
+
+Every answer is a problem+json without internals (no traceback, no driver name, no SQL); a database outage is a
+503 `unavailable` with `Retry-After` (auth itself needs the database, so even a request with a key gets the
+503, never a misleading 401); liveness stays up while readiness says no.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from shared.api.combined import create_app
+from shared.db.engine import Database
+from shared.settings import Settings
+from tests.builders import auth, make_client
+from tests.conftest import AppFactory, api_client
+from tests.reliability.test_route_security import _business_routes, _concrete
+from tests.reliability.world import BAD_KEY
+
+UNREACHABLE = "postgresql+asyncpg://onecheck@127.0.0.1:1/onecheck"
+INTERNALS = re.compile(r"Traceback|asyncpg|sqlalchemy|SELECT|INSERT|UPDATE|File \"|\.py\b", re.IGNORECASE)
+
+
+@pytest.fixture
+async def down_api(test_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    settings = test_settings.model_copy(update={"database_url": UNREACHABLE})
+    database = Database(UNREACHABLE, settings, application_name="onecheck-down")
+    try:
+        async with api_client(create_app(settings, database=database), key=BAD_KEY) as api:
+            yield api
+    finally:
+        await database.close()
+
+
+def _assert_unavailable(response: httpx.Response, what: str) -> None:
+    assert response.status_code == 503, (what, response.status_code, response.text[:300])
+    assert response.headers["content-type"] == "application/problem+json", what
+    assert int(response.headers["retry-after"]) >= 1, what
+    body = response.json()
+    assert body["code"] == "unavailable", what
+    assert body["status"] == 503, what
+    assert not INTERNALS.search(response.text), (what, response.text)
+
+
+async def test_every_business_route_answers_503_when_the_database_is_down(
+    down_api: httpx.AsyncClient, test_settings: Settings
+) -> None:
+    routes = _business_routes(test_settings)
+    assert len(routes) >= 10
+    for method, path in routes:
+        response = await down_api.request(method, _concrete(path), json={})
+        _assert_unavailable(response, f"{method} {path}")
+
+
+async def test_a_check_with_a_full_body_answers_503_too(down_api: httpx.AsyncClient) -> None:
+    response = await down_api.post(
+        "/v1/checks",
+        json={
+            "item_code": "I01",
+            "subject": {"code": "310104198512242469", "name": "陈某"},
+            "business_ref": "SP-1",
+            "operator": "clerk-017",
+        },
+    )
+    _assert_unavailable(response, "POST /v1/checks")
+    assert "310104198512242469" not in response.text
+
+
+async def test_liveness_stays_up_and_readiness_fails(down_api: httpx.AsyncClient) -> None:
+    live = await down_api.get("/healthz")
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
+    ready = await down_api.get("/readyz")
+    _assert_unavailable(ready, "/readyz")
+
+
+async def test_an_unexpected_exception_is_a_bare_problem(
+    db: Database, app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception carrying SQL and a path in its message: the client sees none of it."""
+    from services.check_api import service
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError('SELECT subject_code FROM checks -- asyncpg Traceback File "/srv/x.py"')
+
+    monkeypatch.setattr(service, "catalogue_items", boom)
+    _, key = await make_client(db)
+    async with api_client(app_factory(db)) as api:
+        response = await api.get("/v1/items", headers=auth(key))
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "unavailable"
+    assert not INTERNALS.search(response.text), response.text
+
+
+_OUTSIDE_THE_MIDDLEWARE = (
+    "BUG: shared/api/problems.py:152 registers the catch-all handler with "
+    "`app.add_exception_handler(Exception, ...)`, which Starlette runs in ServerErrorMiddleware, the layer *outside* "
+    "RequestContextMiddleware (shared/api/app.py:116). So every 503 `unavailable` and 500 "
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=_OUTSIDE_THE_MIDDLEWARE
+    + "bypasses the middleware's send wrapper: no `Cache-Control: no-store` (RELIABILITY "
+    "S8) and no `X-Request-ID` on them",
+)
+async def test_a_503_carries_no_store_and_the_request_id(down_api: httpx.AsyncClient) -> None:
+    response = await down_api.get("/v1/items", headers={"X-Request-ID": "rel-503-probe"})
+    assert response.status_code == 503
+    assert response.headers.get("cache-control") == "no-store"
+    assert response.headers.get("x-request-id") == "rel-503-probe"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=_OUTSIDE_THE_MIDDLEWARE
+    + "is followed by Starlette re-raising the exception to the server, which logs "
+    "'Exception in ASGI application' with a full traceback for every request while the database is down",
+)
+async def test_a_database_outage_does_not_escape_the_app_as_an_exception(test_settings: Settings) -> None:
+    settings = test_settings.model_copy(update={"database_url": UNREACHABLE})
+    database = Database(UNREACHABLE, settings, application_name="onecheck-down")
+    transport = httpx.ASGITransport(app=create_app(settings, database=database), raise_app_exceptions=True)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://onecheck.test") as api:
+            response = await api.get("/v1/items", headers=auth(BAD_KEY))
+    finally:
+        await database.close()
+    assert response.status_code == 503
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=_OUTSIDE_THE_MIDDLEWARE
+    + "is counted by the middleware's metrics and access log with its default status "
+    "500 (shared/api/middleware.py:56), since the middleware never sees the response start",
+)
+async def test_metrics_count_a_503_as_a_503(down_api: httpx.AsyncClient) -> None:
+    before = await down_api.get("/metrics")
+    response = await down_api.get("/v1/measures")
+    assert response.status_code == 503
+    after = await down_api.get("/metrics")
+    line = 'onecheck_http_requests_total{method="GET",route="/v1/measures",service="onecheck",status="503"}'
+
+    def count(text: str) -> float:
+        found = [row for row in text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    assert count(after.text) == count(before.text) + 1

@@ -1,0 +1,84 @@
+"""Settings refuse unsafe production defaults; logs never carry a personal ID number in clear."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from shared.logging import configure_logging, get_logger, mask_text
+from shared.settings import Settings, check_outbound_url
+
+
+def test_development_defaults_are_accepted() -> None:
+    settings = Settings(environment="development")
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.feedback_due_days == 30
+    assert settings.snapshot_max_end_share == 0.2
+    assert settings.outbox_max_attempts == 20
+    assert settings.outbox_max_retry_delay_seconds == 300
+
+
+def test_production_refuses_the_embedded_database_and_the_development_key() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(environment="production")
+    assert "ONECHECK_DATABASE_URL" in str(raised.value)
+    assert "ONECHECK_PII_HMAC_KEY" in str(raised.value)
+    ok = Settings(
+        environment="production", database_url="postgresql+asyncpg://u@db/onecheck", pii_hmac_key="s" * 40
+    )
+    assert ok.environment == "production"
+
+
+def test_production_refuses_a_plain_http_upstream() -> None:
+    with pytest.raises(ValidationError, match="https"):
+        Settings(
+            environment="production",
+            database_url="postgresql+asyncpg://u@db/onecheck",
+            pii_hmac_key="s" * 40,
+            feedback_upstream_url="http://platform.example/api",
+        )
+
+
+def test_comma_separated_hosts_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONECHECK_CALLBACK_HTTP_HOSTS", "receiver.local, 10.0.0.5")
+    assert Settings().callback_http_hosts == ["receiver.local", "10.0.0.5"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://x/y", "http://169.254.169.254/latest/meta-data", "http://metadata.google.internal/", "nohost"],
+)
+def test_outbound_urls_that_must_never_be_called_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"refused|not an http"):
+        check_outbound_url(url)
+
+
+def test_mask_text_masks_id_shaped_numbers_only() -> None:
+    assert mask_text("subject 110105199003071239 listed") == "subject 110105********1239 listed"
+    assert mask_text("legacy 110105900307123") == "legacy 110105*****7123"
+    assert mask_text("uscc 91110105MA01ABCD5F stays") == "uscc 91110105MA01ABCD5F stays"
+    assert mask_text("id 11010819880808009X") == "id 110108********009X"
+
+
+def test_json_logs_mask_ids_in_messages_and_fields() -> None:
+    stream = io.StringIO()
+    configure_logging("DEBUG", json=True)
+    handler = logging.getLogger().handlers[0]
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        get_logger("t").info(
+            "checked 310104198512242469", subject="310104198512242469", nested={"c": ["110105199003071239"]}
+        )
+        logging.getLogger("stdlib").warning("stdlib 440305200002290176")
+    finally:
+        configure_logging("WARNING", json=True)
+    text = stream.getvalue()
+    for raw in ("310104198512242469", "110105199003071239", "440305200002290176"):
+        assert raw not in text
+    first = json.loads(text.splitlines()[0])
+    assert first["subject"] == "310104********2469"
+    assert first["event"] == "checked 310104********2469"
