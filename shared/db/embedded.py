@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,25 @@ def start_embedded(settings: Settings) -> str:
     if "1 row" not in exists:
         _server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     url: str = _server.get_uri(database=DATABASE_NAME, driver="asyncpg")
+    _exit_cleanly_on_sigterm()
     log.info("embedded PostgreSQL: data in %s", pgdata)
     return url
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit, so the wheel's atexit hook stops the server.
+
+    The default action kills the process without running atexit hooks, and uvicorn re-raises the signal it
+    caught after its own shutdown: without this, `kill`, `timeout` or a service manager left the embedded
+    PostgreSQL running after OneCheck had exited.
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _exit_on_signal)
 
 
 def resolve_database_url(settings: Settings) -> str:

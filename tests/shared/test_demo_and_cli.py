@@ -157,3 +157,43 @@ def test_embedded_database_starts_migrates_and_is_reused(tmp_path: Path) -> None
     assert "current" in current.stdout
     assert "NOT" not in current.stdout
     assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists()
+
+
+@pytest.mark.slow
+def test_embedded_database_stops_when_the_server_is_terminated(tmp_path: Path) -> None:
+    """`onecheck serve` on the embedded database, stopped by SIGTERM (kill, timeout, a service manager):
+    the PostgreSQL it started stops with it instead of running on."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _env(ONECHECK_HOME=str(tmp_path / "home"))
+    assert _run(["db", "upgrade"], env, timeout=180).returncode == 0
+    pid_file = tmp_path / "home" / "pgdata" / "postmaster.pid"
+    proc = subprocess.Popen(
+        [*ONECHECK, "serve", "check-api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert ready, "the service never became ready"
+        assert pid_file.exists()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not pid_file.exists(), "the embedded PostgreSQL is still running after OneCheck exited"
