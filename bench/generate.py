@@ -685,6 +685,30 @@ MEASURE_COLUMNS = (
 )  # fmt: skip
 
 
+# check-api writes each check's feedback summary in the statement that stores the check; rows COPYed straight
+# into `checks` get theirs here, from their matches, once those are loaded.
+SUMMARIES_SQL = """
+INSERT INTO check_feedback (check_id, checked_at, check_date, department, item_code, match_count, list_types,
+                            required_count, complete, feedback_due_on)
+SELECT c.check_id, c.checked_at, c.check_date, c.department, c.item_code, c.match_count,
+       coalesce(m.list_types, '{}'), cardinality(c.measure_codes), cardinality(c.measure_codes) = 0,
+       c.feedback_due_on
+FROM checks c
+JOIN unnest($1::uuid[], $2::timestamptz[]) AS k(check_id, checked_at)
+  ON c.check_id = k.check_id AND c.checked_at = k.checked_at
+LEFT JOIN LATERAL (
+    SELECT array_agg(DISTINCT cm.list_type ORDER BY cm.list_type) AS list_types
+    FROM check_matches cm WHERE cm.check_id = c.check_id
+) m ON true
+ON CONFLICT (check_id) DO NOTHING
+"""
+
+
+async def write_summaries(conn: Any, checks: Sequence[tuple[Any, ...]]) -> None:
+    """The feedback summaries of COPYed `checks` rows (check_id and checked_at first, as in CHECK_COLUMNS)."""
+    await conn.execute(SUMMARIES_SQL, [c[0] for c in checks], [c[1] for c in checks])
+
+
 def _uuid7(rng: random.Random, at: dt.datetime) -> uuid.UUID:
     millis = int(at.timestamp() * 1000)
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | rng.getrandbits(12) << 64
@@ -705,9 +729,8 @@ def synthetic_checks(
 ) -> Iterator[CheckRows]:
     """`count` checks spread over the last `days` days, 10 % with matches, in batches of rows per table.
 
-    Rows for `checks`, `check_matches` and `check_measures` only, as check-api stores them: whatever the
-    schema derives from a stored check (the feedback summary a trigger on `checks` writes) is left to the
-    schema. Matched checks carry the measures the catalogue maps for (item, list type) to `entity`. Half the
+    Rows for `checks`, `check_matches` and `check_measures`, as check-api stores them; load them, then
+    `write_summaries` for the feedback summaries check-api writes alongside. Matched checks carry the measures the catalogue maps for (item, list type) to `entity`. Half the
     checks are this client's (department `department`); the rest belong to other departments.
     """
     rng = random.Random(f"onecheck-bench-checks:{seed}:{count}")

@@ -710,8 +710,6 @@ async def _copy_checks(cfg: Config, client_id: uuid.UUID, count: int) -> dict[st
     with_measures = 0
     try:
         await conn.execute("SELECT onecheck_ensure_check_partitions($1, 6)", today - dt.timedelta(days=120))
-        # Matches and measures first: what the schema derives from a check (a trigger on `checks` writes
-        # the feedback summary) then finds them, as it does after check-api's single statement.
         tables = (
             ("check_matches", generate.MATCH_COLUMNS, "matches"),
             ("check_measures", generate.MEASURE_COLUMNS, "measures"),
@@ -726,6 +724,7 @@ async def _copy_checks(cfg: Config, client_id: uuid.UUID, count: int) -> dict[st
                 records = getattr(rows, attr)
                 if records:
                     await conn.copy_records_to_table(table, records=records, columns=list(columns))
+            await generate.write_summaries(conn, rows.checks)
         for row in await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
             "(tablename LIKE 'check%' OR tablename LIKE 'feedback%')"

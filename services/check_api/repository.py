@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -154,6 +154,10 @@ class SubjectRecord:
     catalogue_version: int
 
 
+def _dumps(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 async def fetch_matches(
     conn: asyncpg.Connection, subjects: Sequence[SubjectQuery], check_date: dt.date
 ) -> list[SubjectRecord]:
@@ -179,75 +183,128 @@ async def fetch_matches(
 
 # --- storing checks --------------------------------------------------------------------------------------
 
-_CHECK_COLUMNS = (
-    "check_id, checked_at, check_date, client_id, department, item_code, item_department, subject_code, "
-    "subject_kind, subject_hmac, operator, business_ref, batch_id, request_hash, outcome, match_count, "
-    "entry_ids, measure_codes, suspended_codes, withheld_codes, lists_version, catalogue_version, "
-    "feedback_due_on, response"
-)
-_MATCH_COLUMNS = (
-    "check_id, checked_at, entry_id, list_type, list_kind, issuing_department, via, matched_code, "
-    "matched_role, entry_status"
-)
-_MEASURE_COLUMNS = (
-    "check_id, checked_at, measure_code, disposition, kind, mandatory, target, triggered_by, list_types"
-)
-# The columns of shared.audit.INSERT_AUDIT_SQL, filled from shared.audit.AuditRecord fields.
+# The audit columns filled from shared.audit.AuditRecord fields (used by GET_CHECK_SQL).
 _AUDIT_COLUMNS = (
     "client_id, department, operator, action, method, path, status, item_code, subject_masked, "
     "subject_hmac, object_id, request_id, detail"
 )
 
-# `json` (not `jsonb`) input: json_populate_recordset copies a nested value's text as written, so the stored
-# `response` is byte for byte the body that was answered.
-INSERT_CHECKS_SQL = f"""
-WITH c AS (
-    INSERT INTO checks ({_CHECK_COLUMNS})
-    SELECT {_CHECK_COLUMNS} FROM json_populate_recordset(NULL::checks, $1::json)
+# One statement (one round trip, one transaction) for every check of a request: the checks, their feedback
+# summaries (what enforcement statistics read), matches, measures and audit rows. What is the same for every
+# check of the request is a scalar; the rest are arrays, one element per row, so the text never changes with
+# the number of subjects and asyncpg prepares it once. Nested arrays travel as array literals (`_array`).
+# `response` is the exact JSON text answered; the `json` type keeps it byte for byte.
+INSERT_CHECKS_SQL = """
+WITH u AS (
+    SELECT * FROM unnest($12::uuid[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                         $18::int[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
+                         $24::date[], $25::text[])
+        AS u(check_id, subject_code, subject_kind, subject_hmac, request_hash, outcome, match_count, entry_ids,
+             measure_codes, suspended_codes, withheld_codes, list_types, feedback_due_on, response)
+), c AS (
+    INSERT INTO checks (check_id, checked_at, check_date, client_id, department, item_code, item_department,
+                        subject_code, subject_kind, subject_hmac, operator, business_ref, batch_id, request_hash,
+                        outcome, match_count, entry_ids, measure_codes, suspended_codes, withheld_codes,
+                        lists_version, catalogue_version, feedback_due_on, response)
+    SELECT u.check_id, $1, $2, $3, $4, $5, $6, u.subject_code, u.subject_kind, u.subject_hmac, $7, $8, $9,
+           u.request_hash, u.outcome, u.match_count, u.entry_ids::uuid[], u.measure_codes::text[],
+           u.suspended_codes::text[], u.withheld_codes::text[], $10, $11, u.feedback_due_on, u.response::json
+    FROM u
+), f AS (
+    INSERT INTO check_feedback (check_id, checked_at, check_date, department, item_code, match_count,
+                                list_types, required_count, complete, feedback_due_on)
+    SELECT u.check_id, $1, $2, $4, $5, u.match_count, u.list_types::text[],
+           cardinality(u.measure_codes::text[]), cardinality(u.measure_codes::text[]) = 0, u.feedback_due_on
+    FROM u
 ), m AS (
-    INSERT INTO check_matches ({_MATCH_COLUMNS})
-    SELECT {_MATCH_COLUMNS} FROM json_populate_recordset(NULL::check_matches, $2::json)
+    INSERT INTO check_matches (check_id, checked_at, entry_id, list_type, list_kind, issuing_department, via,
+                               matched_code, matched_role, entry_status)
+    SELECT m.check_id, $1, m.entry_id, m.list_type, m.list_kind, m.issuing_department, m.via, m.matched_code,
+           m.matched_role, m.entry_status
+    FROM unnest($28::uuid[], $29::uuid[], $30::text[], $31::text[], $32::text[], $33::text[], $34::text[],
+                $35::text[], $36::text[])
+        AS m(check_id, entry_id, list_type, list_kind, issuing_department, via, matched_code, matched_role,
+             entry_status)
     -- Masked codes of two people may coincide; the match row is the same fact either way.
     ON CONFLICT DO NOTHING
 ), ms AS (
-    INSERT INTO check_measures ({_MEASURE_COLUMNS})
-    SELECT {_MEASURE_COLUMNS} FROM json_populate_recordset(NULL::check_measures, $3::json)
+    INSERT INTO check_measures (check_id, checked_at, measure_code, disposition, kind, mandatory, target,
+                                triggered_by, list_types)
+    SELECT x.check_id, $1, x.measure_code, x.disposition, x.kind, x.mandatory, x.target, x.triggered_by::uuid[],
+           x.list_types::text[]
+    FROM unnest($37::uuid[], $38::text[], $39::text[], $40::text[], $41::bool[], $42::text[], $43::text[],
+                $44::text[])
+        AS x(check_id, measure_code, disposition, kind, mandatory, target, triggered_by, list_types)
 )
-INSERT INTO audit_log ({_AUDIT_COLUMNS})
-SELECT {_AUDIT_COLUMNS} FROM json_populate_recordset(NULL::audit_log, $4::json)
+INSERT INTO audit_log (client_id, department, operator, action, method, path, status, item_code, subject_masked,
+                       subject_hmac, object_id, request_id, detail)
+SELECT $3, $4, $7, 'check.create', 'POST', $26, 200, $5, u.subject_code, u.subject_hmac, u.check_id::text, $27,
+       jsonb_build_object('outcome', u.outcome, 'business_ref', $8::text, 'batch_id', $9::text)
+FROM u
 """
 
 
+def array_literal(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of text values ('{"M01","M05"}'), each quoted, so any text is safe."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
 @dataclass(frozen=True, slots=True)
+class CheckHeader:
+    """What every check of one request shares."""
+
+    checked_at: dt.datetime
+    check_date: dt.date
+    client_id: uuid.UUID
+    department: str
+    item_code: str
+    item_department: str
+    operator: str
+    business_ref: str
+    batch_id: uuid.UUID | None
+    lists_version: int
+    catalogue_version: int
+    path: str
+    request_id: str | None
+
+
+@dataclass(slots=True)
 class CheckRows:
-    checks: list[dict[str, Any]]
-    matches: list[dict[str, Any]]
-    measures: list[dict[str, Any]]
-    audits: list[dict[str, Any]]
+    """The rows of one request's checks, each a tuple in the column order of INSERT_CHECKS_SQL."""
+
+    # (check_id, subject_code, subject_kind, subject_hmac, request_hash, outcome, match_count, entry_ids,
+    #  measure_codes, suspended_codes, withheld_codes, list_types, feedback_due_on, response)
+    checks: list[tuple[Any, ...]] = field(default_factory=list)
+    # (check_id, entry_id, list_type, list_kind, issuing_department, via, matched_code, matched_role, status)
+    matches: list[tuple[Any, ...]] = field(default_factory=list)
+    # (check_id, measure_code, disposition, kind, mandatory, target, triggered_by, list_types)
+    measures: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _dumps(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-def _checks_json(rows: list[dict[str, Any]]) -> str:
-    # `response` is spliced in as the exact text answered; every other field is plain JSON.
-    parts = []
-    for row in rows:
-        fields = {k: v for k, v in row.items() if k != "response"}
-        head = _dumps([fields])[1:-2]  # '{…}' without the closing brace
-        parts.append(head + ',"response":' + row["response"] + "}")
-    return "[" + ",".join(parts) + "]"
-
-
-async def insert_checks(conn: asyncpg.Connection, rows: CheckRows) -> None:
-    """Checks, matches, measures and audit rows in one statement: stored together or not at all."""
+async def insert_checks(conn: asyncpg.Connection, header: CheckHeader, rows: CheckRows) -> None:
+    """Checks, summaries, matches, measures and audit rows in one statement: stored together or not at all."""
     await conn.execute(
         INSERT_CHECKS_SQL,
-        _checks_json(rows.checks),
-        _dumps(rows.matches),
-        _dumps(rows.measures),
-        _dumps(rows.audits),
+        header.checked_at,
+        header.check_date,
+        header.client_id,
+        header.department,
+        header.item_code,
+        header.item_department,
+        header.operator,
+        header.business_ref,
+        header.batch_id,
+        header.lists_version,
+        header.catalogue_version,
+        *_columns(rows.checks, 14),
+        header.path,
+        header.request_id,
+        *_columns(rows.matches, 9),
+        *_columns(rows.measures, 8),
     )
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Header, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient
 from shared.api.deps import DB, AppSettings
-from shared.api.idempotency import run_idempotent
+from shared.api.idempotency import RenderedJSON, run_idempotent
 from shared.errors import ValidationFailed
 
 from services.check_api import service
@@ -135,14 +135,14 @@ async def post_check(
         answer = await service.create_check(
             db, cache, ctx, subject=body.subject, related_persons=body.related_persons
         )
-        return 200, answer
+        return 200, RenderedJSON(answer.text)
 
     return await run_idempotent(
         db,
         client,
         route="POST /v1/checks",
         key=idempotency_key,
-        body=body.model_dump(mode="json"),
+        body=body,
         produce=produce,
     )
 
@@ -169,14 +169,15 @@ async def post_batch(
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:
-        return 200, await service.create_batch(db, cache, ctx, subjects=body.subjects)
+        answer = await service.create_batch(db, cache, ctx, subjects=body.subjects)
+        return 200, RenderedJSON(answer.text)
 
     return await run_idempotent(
         db,
         client,
         route="POST /v1/checks/batch",
         key=idempotency_key,
-        body=body.model_dump(mode="json"),
+        body=body,
         produce=produce,
     )
 

@@ -43,8 +43,8 @@ async def fetch_own_check(
 
 # ----------------------------------------------------------------------------------------------- feedback
 
-# The summary row normally exists already (a trigger on `checks` writes it); made here for a check stored
-# before that trigger. Either way the row lock queues concurrent submissions for one check.
+# The summary row normally exists already (check-api writes it with the check); made here for a check stored
+# without one. Either way the row lock queues concurrent submissions for one check.
 LOCK_SUMMARY_SQL = """
 INSERT INTO check_feedback (check_id, checked_at, check_date, department, item_code, match_count, list_types,
                             required_count, complete, feedback_due_on)

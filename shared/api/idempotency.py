@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from shared.api.auth import Client
 from shared.db.engine import Database
@@ -44,6 +45,19 @@ def canonical_hash(body: Any) -> str:
     """SHA-256 of canonical JSON: key order and whitespace do not make two bodies different."""
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedJSON:
+    """An answer already rendered as JSON text: sent (and stored for replays) as it is, not re-serialised."""
+
+    text: str
+
+
+def _response(status: int, answer: Any, headers: dict[str, str] | None) -> Response:
+    if isinstance(answer, RenderedJSON):
+        return Response(answer.text, status_code=status, media_type="application/json", headers=headers)
+    return JSONResponse(answer, status_code=status, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +127,18 @@ async def run_idempotent(
     produce: Callable[[], Awaitable[tuple[int, Any]]],
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """Run `produce` (returning status and JSON-able body) at most once per (client, route, key)."""
+    """Run `produce` (returning status and a JSON-able body or RenderedJSON) at most once per (client, route,
+    key). `body` is the request body the key is bound to; a pydantic model is dumped only when a key is given."""
     if key is None:
         status, answer = await produce()
-        return JSONResponse(answer, status_code=status, headers=headers)
+        return _response(status, answer, headers)
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ValidationFailed(
             "Idempotency-Key must be 1 to 200 characters",
             errors=[{"loc": ["header", "Idempotency-Key"], "msg": "must be 1 to 200 characters"}],
         )
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
     stored = await _claim(db, client, route, key, canonical_hash(body))
     if stored is not None:
         return Response(
@@ -135,7 +152,7 @@ async def run_idempotent(
     except BaseException:
         await _release(db, client, route, key)
         raise
-    response = JSONResponse(answer, status_code=status, headers=headers)
+    response = _response(status, answer, headers)
     if 200 <= status < 300:
         await _complete(db, client, route, key, status, bytes(response.body).decode())
     else:

@@ -45,7 +45,7 @@ class FeedbackMeasure(Base):
 class CheckFeedback(Base):
     """The feedback summary of a check, one row per check: what enforcement statistics read.
 
-    A statement trigger on `checks` (migration 0002_feedback) writes the row with every check, so statistics
+    check-api writes the row in the statement that stores the check (migration 0005), so statistics
     never scan `checks` itself; each feedback submission updates it in the same transaction. `statuses` holds
     the current status of each reported measure: {code: {"status", "note", "required"}}.
     """

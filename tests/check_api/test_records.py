@@ -362,9 +362,9 @@ async def test_a_check_takes_two_round_trips_once_the_catalogue_is_cached(
     await service.create_check(counting, cache, ctx, subject=subject, related_persons=[])  # type: ignore[arg-type]
     assert len(counting.statements) == 3  # first use: the catalogue loads
     counting.statements.clear()
-    body = await service.create_check(counting, cache, ctx, subject=subject, related_persons=[])  # type: ignore[arg-type]
+    answer = await service.create_check(counting, cache, ctx, subject=subject, related_persons=[])  # type: ignore[arg-type]
     assert len(counting.statements) == 2
-    assert body["outcome"] == "penalty"
+    assert answer.body["outcome"] == "penalty"
 
 
 async def test_a_batch_takes_two_round_trips_whatever_its_size(db: Database, test_settings: Settings) -> None:
@@ -377,7 +377,7 @@ async def test_a_batch_takes_two_round_trips_whatever_its_size(db: Database, tes
     subjects = [BatchSubjectIn(code=code) for code in [BEIJING, CHEN, HANGZHOU, SHENZHEN, CHENGDU] * 40]
     answer = await service.create_batch(counting, cache, ctx, subjects=subjects)  # type: ignore[arg-type]
     assert len(counting.statements) == 2
-    assert len(answer["results"]) == 200
+    assert len(answer.body["results"]) == 200
     assert await _count_checks(db) == 200
 
 

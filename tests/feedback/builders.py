@@ -211,6 +211,23 @@ async def make_check(
             feedback_due_on,
             json.dumps(response, ensure_ascii=False),
         )
+        # The summary check-api writes with every check (services/check_api/repository.py INSERT_CHECKS_SQL).
+        await conn.execute(
+            """
+            INSERT INTO check_feedback (check_id, checked_at, check_date, department, item_code, match_count,
+                list_types, required_count, complete, feedback_due_on)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8 = 0, $9)
+            """,
+            check_id,
+            checked_at,
+            check_date,
+            department,
+            item_code,
+            len(matches),
+            sorted({m.list_type for m in matches}),
+            len(required),
+            feedback_due_on,
+        )
         if matches:
             await conn.executemany(
                 """
