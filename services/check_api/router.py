@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Path, Request, UploadFile
+from fastapi import APIRouter, File, Path, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient
 from shared.api.deps import DB, AppSettings
-from shared.api.idempotency import RenderedJSON, run_idempotent
+from shared.api.idempotency import IDEMPOTENCY_KEY_DOC, RenderedJSON, idempotency_key, run_idempotent
 from shared.errors import ValidationFailed
 
 from services.check_api import service
@@ -31,13 +31,6 @@ from services.check_api.schemas import (
 
 router = APIRouter()
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Optional. The same key with the same body returns the first answer again (24 hours).",
-    ),
-]
 CheckIdPath = Annotated[str, Path(description="A `check_id` this client received.")]
 
 
@@ -119,6 +112,7 @@ def _context(
     "withheld by a black-list entry. The check is stored with its audit row before the answer is sent.",
     response_model=CheckOut,
     responses=_CHECK_ERRORS,
+    openapi_extra=IDEMPOTENCY_KEY_DOC,
 )
 async def post_check(
     body: CheckIn,
@@ -126,7 +120,6 @@ async def post_check(
     client: CheckClient,
     db: DB,
     settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     ctx = _context(request, client, settings, body, "/v1/checks")
     cache = catalogue_cache(request.app)
@@ -141,7 +134,7 @@ async def post_check(
         db,
         client,
         route="POST /v1/checks",
-        key=idempotency_key,
+        key=idempotency_key(request),
         body=body,
         produce=produce,
     )
@@ -156,6 +149,7 @@ async def post_check(
     "whole batch.",
     response_model=BatchOut,
     responses=_CHECK_ERRORS,
+    openapi_extra=IDEMPOTENCY_KEY_DOC,
 )
 async def post_batch(
     body: BatchIn,
@@ -163,7 +157,6 @@ async def post_batch(
     client: CheckClient,
     db: DB,
     settings: AppSettings,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     ctx = _context(request, client, settings, body, "/v1/checks/batch")
     cache = catalogue_cache(request.app)
@@ -176,7 +169,7 @@ async def post_batch(
         db,
         client,
         route="POST /v1/checks/batch",
-        key=idempotency_key,
+        key=idempotency_key(request),
         body=body,
         produce=produce,
     )
@@ -308,13 +301,13 @@ async def get_memoranda(request: Request, client: AnyClient, db: DB) -> dict[str
             },
         },
     },
+    openapi_extra=IDEMPOTENCY_KEY_DOC,
 )
 async def post_catalogue_import(
     file: Annotated[UploadFile, File(description="The catalogue file (.csv UTF-8, or .xlsx)")],
     client: CatalogueWriter,
     db: DB,
     request: Request,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     data = await file.read()
     filename = file.filename or "catalogue.csv"
@@ -333,7 +326,7 @@ async def post_catalogue_import(
         db,
         client,
         route="POST /v1/catalogue/import",
-        key=idempotency_key,
+        key=idempotency_key(request),
         body={"filename": filename, "sha256": hashlib.sha256(data).hexdigest()},
         produce=produce,
     )

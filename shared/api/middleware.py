@@ -42,13 +42,20 @@ class RequestContextMiddleware:
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
+        # Only the two headers this layer reads (ASGI servers send header names lowercased).
+        given = ""
+        declared: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value.decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         scope.setdefault("state", {})["request_id"] = request_id
@@ -83,7 +90,6 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(send_raw)
             self._observe(scope, status_holder["status"], start)
@@ -135,8 +141,18 @@ class RequestContextMiddleware:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        REQUESTS.labels(self.service, method, template, str(status)).inc()
-        LATENCY.labels(self.service, method, template).observe(elapsed)
+        # The labelled children, looked up once per (method, route, status): `.labels()` costs more than
+        # the increment. Routes are templates, so the dict stays small.
+        key = (method, template, status)
+        children = self._metrics.get(key)
+        if children is None:
+            children = (
+                REQUESTS.labels(self.service, method, template, str(status)),
+                LATENCY.labels(self.service, method, template),
+            )
+            self._metrics[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         # The path template, never the raw path or query: those can carry subject codes.
         if self.access_log:
             log.info("request", method=method, route=template, status=status, ms=round(elapsed * 1000, 2))
