@@ -8,23 +8,16 @@ Subject codes are plain strings here on purpose: the service validates them, so 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+from shared.api.text import NulFree
 
 SubjectKindName = Literal["uscc", "citizen_id", "org_code", "registration_no"]
 Role = Literal["legal_representative", "responsible_person", "actual_controller", "directly_responsible"]
 MAX_BATCH = 1000
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail at the insert.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold NUL: refused here (422) rather than failing at the insert.
+Text = NulFree
 
 
 class _In(BaseModel):
