@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI
 
 from shared.api.health import router as health_router
 from shared.api.middleware import RequestContextMiddleware
-from shared.api.problems import install_problem_handlers
+from shared.api.problems import CatchUnexpected, install_problem_handlers
 from shared.db.embedded import resolve_database_url
 from shared.db.engine import Database
 from shared.db.maintenance import maintenance_hook
@@ -113,6 +113,9 @@ def create_service_app(
     for router in spec.routers:
         app.include_router(router)
     app.include_router(health_router)
+    # The last added is the outermost: every answer, a caught exception's problem too, passes through the
+    # request context (request id, no-store, body limit, access log and metrics).
+    app.add_middleware(CatchUnexpected)
     app.add_middleware(
         RequestContextMiddleware,
         service=spec.name,

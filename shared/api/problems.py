@@ -1,4 +1,11 @@
-"""Render every error as RFC 9457 problem+json with the contract's `code`; never a traceback."""
+"""Render every error as RFC 9457 problem+json with the contract's `code`; never a traceback.
+
+`OneCheckError`, request validation and Starlette's HTTP errors have exception handlers. Anything else (a
+database outage, a bug) is turned into its problem by `CatchUnexpected`, a pure ASGI layer just inside
+`RequestContextMiddleware`: the answer still gets the request id and `Cache-Control`, the metrics and the
+access log count its real status, and the exception never escapes the app to the server. Starlette's own
+catch-all (ServerErrorMiddleware, outside every middleware) only sees a failure of the middleware itself.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import OneCheckError
 
@@ -131,9 +139,11 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+def unexpected_error_response(exc: BaseException, *, method: str, route: str) -> JSONResponse:
+    """503 `unavailable` with Retry-After for a database the client can wait for, else a bare 500 problem;
+    the traceback goes to the log only (with the route template: a raw path can carry a subject code)."""
     if _is_transient(exc):
-        log.warning("database unavailable: %s", type(exc).__name__)
+        log.warning("database unavailable on %s %s: %s", method, route, type(exc).__name__)
         return problem(
             503,
             "unavailable",
@@ -141,11 +151,52 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
             "the database is unavailable; retry shortly",
             headers={"Retry-After": "2"},
         )
-    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unexpected error on %s %s", method, route, exc_info=exc)
     return problem(500, "unavailable", "Internal error", "an unexpected error occurred; it has been logged")
 
 
+def _route(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
+class CatchUnexpected:
+    """Pure ASGI: an exception no handler took becomes its problem+json here, inside the middleware stack.
+
+    Once an answer has started nothing else can be sent: the exception is re-raised so the server cuts the
+    connection rather than pass off a truncated body as whole.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if started:
+                raise
+            response = unexpected_error_response(exc, method=scope.get("method", ""), route=_route(scope))
+            await response(scope, receive, send)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The last resort, in Starlette's ServerErrorMiddleware: only a failure outside `CatchUnexpected`.
+    return unexpected_error_response(exc, method=request.method, route=_route(request.scope))
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    """The exception handlers (`CatchUnexpected` is added with the middleware, in shared/api/app.py)."""
     app.add_exception_handler(OneCheckError, _handle_onecheck)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
