@@ -115,6 +115,16 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # The framework's answer to a body it cannot decode (not UTF-8, JSON nested past the parser's limit,
+        # broken multipart): malformed input, so 422 `validation_error` like malformed JSON (contract: Errors).
+        return problem(
+            422,
+            "validation_error",
+            "Invalid request",
+            "the request body could not be decoded",
+            errors=[{"loc": ["body"], "msg": str(exc.detail)}],
+        )
     if exc.status_code == 404:
         return problem(404, "not_found", "Not found", "no such resource")
     if exc.status_code == 405:

@@ -289,13 +289,6 @@ STATUSES: dict[tuple[str, int], int] = {}
 
 def _known_deviation(case: Any, response: Any) -> Any:
     """The check to skip for a reported deviation (pinned by the xfail tests below), for exactly its responses."""
-    if response.status_code == 400:
-        body = json.loads(response.content)
-        if body.get("code") == "validation_error" and body.get("detail") in (
-            "There was an error parsing the body",
-            "Invalid multipart data.",
-        ):
-            return status_code_conformance
     if case.operation.label == "GET /v1/outbox" and response.status_code == 422:
         return content_type_conformance
     return None
@@ -353,12 +346,6 @@ def test_the_run_reached_past_validation() -> None:
 # --- the deviations, pinned ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: shared/api/problems.py:125 answers FastAPI's HTTPException(400) for a body it cannot decode "
-    "(invalid UTF-8 JSON, malformed multipart) as 400; the contract says malformed JSON is 422 and no operation "
-    "documents 400 (schemathesis ST103 on every POST with a body)",
-)
 def test_an_undecodable_body_is_a_documented_status(fuzz_target: tuple[FastAPI, str]) -> None:
     app, key = fuzz_target
     case = as_served["/v1/checks"]["POST"].Case(body=b'{"item_code": "\xff"}', media_type="application/json")
