@@ -151,7 +151,9 @@ class MatchOut(_Out):
     status: Literal["active", "objection_pending"]
 
 
-class MeasureOut(_Out):
+class _MeasureFields(_Out):
+    """What every measure of a check answer carries; the three lists add their own fields."""
+
     code: str
     kind: Literal["incentive", "penalty"]
     category: str
@@ -164,10 +166,15 @@ class MeasureOut(_Out):
     nature: str | None
     implementing_department: str | None
     basis_level: str | None
-    triggered_by: list[str]
 
 
-class SuspendedMeasureOut(MeasureOut):
+class MeasureOut(_MeasureFields):
+    triggered_by: list[str] = Field(description="The entries that trigger it.")
+
+
+class SuspendedMeasureOut(_MeasureFields):
+    """Suspended while its entries are under objection: `blocked_by` names them (no `triggered_by`)."""
+
     reason: str = Field(description="`核实期间暂不执行`")
     blocked_by: list[str] = Field(description="The entries under objection that trigger it.")
 

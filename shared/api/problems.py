@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import OneCheckError
+from shared.errors import ERROR_CODES, OneCheckError
 
 log = logging.getLogger("onecheck.errors")
 
@@ -203,6 +203,64 @@ class CatchUnexpected:
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The last resort, in Starlette's ServerErrorMiddleware: only a failure outside `CatchUnexpected`.
     return unexpected_error_response(exc, method=request.method, route=_route(request.scope))
+
+
+# --- the OpenAPI document ---------------------------------------------------------------------------------
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details with the contract's `code` (docs/check-api.md, Errors).",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "enum": list(ERROR_CODES)},
+        "errors": {
+            "type": "array",
+            "description": "`validation_error` and `invalid_subject_code`: what failed, where",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"},
+                    "rule": {"type": "string", "description": "the failed subject-code rule"},
+                },
+            },
+        },
+    },
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+
+
+def _is_fastapi_validation(content: dict[str, Any]) -> bool:
+    ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+    return bool(ref.endswith("/HTTPValidationError"))
+
+
+def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """Every error response of the document as what the app answers: `application/problem+json` with the
+    `Problem` schema. FastAPI documents a 422 of its own (`HTTPValidationError`, application/json) on every
+    operation with parameters that does not say otherwise; the problem handler never answers that shape."""
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if not (status.isdigit() and int(status) >= 400):
+                    continue
+                content = response.setdefault("content", {})
+                if _is_fastapi_validation(content):
+                    del content["application/json"]
+                    response["description"] = "Invalid request (`validation_error`)"
+                content.setdefault(PROBLEM_MEDIA_TYPE, {}).setdefault("schema", _PROBLEM_REF)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for name in _FASTAPI_VALIDATION:
+        schemas.pop(name, None)
+    return doc
 
 
 def install_problem_handlers(app: FastAPI) -> None:
