@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Path, Request, UploadFile
+from fastapi import APIRouter, Form, Header, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient
 from shared.api.deps import DB, AppSettings
@@ -19,6 +19,7 @@ from services.check_api.report import render_report
 from services.check_api.schemas import (
     BatchIn,
     BatchOut,
+    CatalogueUploadIn,
     CheckIn,
     CheckOut,
     ImportOut,
@@ -309,14 +310,14 @@ async def get_memoranda(request: Request, client: AnyClient, db: DB) -> dict[str
     },
 )
 async def post_catalogue_import(
-    file: Annotated[UploadFile, File(description="The catalogue file (.csv UTF-8, or .xlsx)")],
+    upload: Annotated[CatalogueUploadIn, Form()],
     client: CatalogueWriter,
     db: DB,
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    data = await file.read()
-    filename = file.filename or "catalogue.csv"
+    data = await upload.file.read()
+    filename = upload.file.filename or "catalogue.csv"
 
     async def produce() -> tuple[int, Any]:
         try:

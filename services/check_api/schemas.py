@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 from shared.api.text import NulFree
 
@@ -100,6 +101,12 @@ class BatchIn(_In):
     subjects: list[BatchSubjectIn] = Field(
         min_length=1, max_length=MAX_BATCH, description="1 to 1,000 subjects, answered in this order."
     )
+
+
+class CatalogueUploadIn(_In):
+    """`POST /v1/catalogue/import`, a multipart form: the file and nothing else (another field: 422)."""
+
+    file: UploadFile = Field(description="The catalogue file (.csv UTF-8, or .xlsx)")
 
 
 # --- answers (documentation) -----------------------------------------------------------------------------
