@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient
 from shared.api.deps import DB, AppSettings
 from shared.api.idempotency import run_idempotent
-from shared.errors import ValidationFailed
+from shared.errors import OneCheckError, ValidationFailed
 
 from services.check_api import service
 from services.check_api.catalogue_cache import catalogue_cache
@@ -133,9 +133,13 @@ async def post_check(
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:
-        answer = await service.create_check(
-            db, cache, ctx, subject=body.subject, related_persons=body.related_persons
-        )
+        try:
+            answer = await service.create_check(
+                db, cache, ctx, subject=body.subject, related_persons=body.related_persons
+            )
+        except OneCheckError as exc:
+            await service.audit_refused_check(db, ctx, exc, subject=body.subject)
+            raise
         return 200, answer
 
     return await run_idempotent(
@@ -170,7 +174,11 @@ async def post_batch(
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:
-        return 200, await service.create_batch(db, cache, ctx, subjects=body.subjects)
+        try:
+            return 200, await service.create_batch(db, cache, ctx, subjects=body.subjects)
+        except OneCheckError as exc:
+            await service.audit_refused_check(db, ctx, exc, subjects=len(body.subjects))
+            raise
 
     return await run_idempotent(
         db,
