@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.api.text import scrub_nul
 from shared.codes import SubjectKind, mask_code, pii_hmac
 
 INSERT_AUDIT_SQL = """
@@ -35,21 +36,33 @@ class AuditRecord:
     detail: dict[str, Any] | None = None
 
     def args(self) -> tuple[Any, ...]:
+        # A refused request is recorded as it came (the path and id it asked for), but `text` and `jsonb`
+        # cannot hold a NUL: each is stored as U+FFFD.
         return (
             self.client_id,
-            self.department,
-            self.operator,
+            _scrub(self.department),
+            _scrub(self.operator),
             self.action,
             self.method,
-            self.path,
+            _scrub(self.path),
             self.status,
-            self.item_code,
-            self.subject_masked,
+            _scrub(self.item_code),
+            _scrub(self.subject_masked),
             self.subject_hmac,
-            self.object_id,
+            _scrub(self.object_id),
             self.request_id,
-            json.dumps(self.detail, ensure_ascii=False) if self.detail is not None else None,
+            json.dumps(_scrub(self.detail), ensure_ascii=False) if self.detail is not None else None,
         )
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_nul(value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def subject_fields(code: str, kind: SubjectKind | str, key: bytes) -> tuple[str, str | None]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Path, Request, UploadFile
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient
 from shared.api.deps import DB, AppSettings
 from shared.api.idempotency import IDEMPOTENCY_KEY_DOC, RenderedJSON, idempotency_key, run_idempotent
-from shared.errors import ValidationFailed
+from shared.errors import OneCheckError, ValidationFailed
 
 from services.check_api import service
 from services.check_api.catalogue_cache import catalogue_cache
@@ -19,6 +19,7 @@ from services.check_api.report import render_report
 from services.check_api.schemas import (
     BatchIn,
     BatchOut,
+    CatalogueUploadIn,
     CheckIn,
     CheckOut,
     ImportOut,
@@ -125,9 +126,13 @@ async def post_check(
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:
-        answer = await service.create_check(
-            db, cache, ctx, subject=body.subject, related_persons=body.related_persons
-        )
+        try:
+            answer = await service.create_check(
+                db, cache, ctx, subject=body.subject, related_persons=body.related_persons
+            )
+        except OneCheckError as exc:
+            await service.audit_refused_check(db, ctx, exc, subject=body.subject)
+            raise
         return 200, RenderedJSON(answer.text)
 
     return await run_idempotent(
@@ -162,7 +167,11 @@ async def post_batch(
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:
-        answer = await service.create_batch(db, cache, ctx, subjects=body.subjects)
+        try:
+            answer = await service.create_batch(db, cache, ctx, subjects=body.subjects)
+        except OneCheckError as exc:
+            await service.audit_refused_check(db, ctx, exc, subjects=len(body.subjects))
+            raise
         return 200, RenderedJSON(answer.text)
 
     return await run_idempotent(
@@ -304,13 +313,13 @@ async def get_memoranda(request: Request, client: AnyClient, db: DB) -> dict[str
     openapi_extra=IDEMPOTENCY_KEY_DOC,
 )
 async def post_catalogue_import(
-    file: Annotated[UploadFile, File(description="The catalogue file (.csv UTF-8, or .xlsx)")],
+    upload: Annotated[CatalogueUploadIn, Form()],
     client: CatalogueWriter,
     db: DB,
     request: Request,
 ) -> Response:
-    data = await file.read()
-    filename = file.filename or "catalogue.csv"
+    data = await upload.file.read()
+    filename = upload.file.filename or "catalogue.csv"
 
     async def produce() -> tuple[int, Any]:
         try:

@@ -8,23 +8,17 @@ Subject codes are plain strings here on purpose: the service validates them, so 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+from shared.api.text import NulFree
 
 SubjectKindName = Literal["uscc", "citizen_id", "org_code", "registration_no"]
 Role = Literal["legal_representative", "responsible_person", "actual_controller", "directly_responsible"]
 MAX_BATCH = 1000
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail at the insert.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold NUL: refused here (422) rather than failing at the insert.
+Text = NulFree
 
 
 class _In(BaseModel):
@@ -109,6 +103,12 @@ class BatchIn(_In):
     )
 
 
+class CatalogueUploadIn(_In):
+    """`POST /v1/catalogue/import`, a multipart form: the file and nothing else (another field: 422)."""
+
+    file: UploadFile = Field(description="The catalogue file (.csv UTF-8, or .xlsx)")
+
+
 # --- answers (documentation) -----------------------------------------------------------------------------
 
 
@@ -158,7 +158,9 @@ class MatchOut(_Out):
     status: Literal["active", "objection_pending"]
 
 
-class MeasureOut(_Out):
+class _MeasureFields(_Out):
+    """What every measure of a check answer carries; the three lists add their own fields."""
+
     code: str
     kind: Literal["incentive", "penalty"]
     category: str
@@ -171,10 +173,15 @@ class MeasureOut(_Out):
     nature: str | None
     implementing_department: str | None
     basis_level: str | None
-    triggered_by: list[str]
 
 
-class SuspendedMeasureOut(MeasureOut):
+class MeasureOut(_MeasureFields):
+    triggered_by: list[str] = Field(description="The entries that trigger it.")
+
+
+class SuspendedMeasureOut(_MeasureFields):
+    """Suspended while its entries are under objection: `blocked_by` names them (no `triggered_by`)."""
+
     reason: str = Field(description="`核实期间暂不执行`")
     blocked_by: list[str] = Field(description="The entries under objection that trigger it.")
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from shared import audit
 from shared.api.auth import Client, ensure_item_department
 from shared.api.idempotency import canonical_hash
 from shared.api.problems import problem_body
-from shared.audit import subject_fields
+from shared.audit import AuditRecord, subject_fields
 from shared.codes import (
     AmbiguousSubjectCode,
     SubjectCode,
@@ -553,6 +554,7 @@ async def create_batch(
     results: list[Answer | None] = [None] * len(subjects)
     prepared: list[PreparedSubject] = []
     positions: list[int] = []
+    refused: list[AuditRecord] = []
     async with db.connection() as conn:
         catalogue = await resolve_item(conn, cache, ctx.client, ctx.item_code)
         for i, subject in enumerate(subjects):
@@ -578,15 +580,79 @@ async def create_batch(
             except OneCheckError as exc:
                 problem = problem_body(exc)
                 results[i] = Answer(problem, dumps(problem))
+                refused.append(refusal_record(ctx, exc, subject=subject, batch_id=batch_id))
         answers = await run_checks(
             conn, cache, catalogue, ctx, prepared, checked_at=checked_at, batch_id=batch_id
         )
+        await audit.record_many(conn, refused)  # no round trip when every subject was checked
     for position, answer in zip(positions, answers, strict=True):
         results[position] = answer
     done = [r for r in results if r is not None]
     # The stored texts are spliced in as they are: 1,000 bodies are not serialised a second time.
     text = '{"batch_id":"' + str(batch_id) + '","results":[' + ",".join(r.text for r in done) + "]}"
     return Answer({"batch_id": str(batch_id), "results": [r.body for r in done]}, text)
+
+
+# --- refused checks (the error path only) ----------------------------------------------------------------
+
+
+def _refused_subject(code: str, kind: str | None, hmac_key: bytes) -> tuple[str, str | None]:
+    """(masked code, HMAC or None) of a subject whose check was refused. A code that is not a valid code of
+    another kind may be somebody's mistyped citizen id: it is masked as one (failing closed), without HMAC."""
+    try:
+        subject = normalise(code, kind)
+    except (SubjectCodeError, AmbiguousSubjectCode):
+        return mask_citizen_id(code.strip()), None
+    return subject_fields(subject.code, subject.kind, hmac_key)
+
+
+def refusal_record(
+    ctx: CheckContext,
+    error: OneCheckError,
+    *,
+    subject: SubjectIn | BatchSubjectIn | None,
+    batch_id: uuid.UUID | None = None,
+    subjects: int | None = None,
+) -> AuditRecord:
+    """The audit row of a check refused with `error` (P2: one row per request, failures included): the
+    subject masked like any check's (never a raw id, never a name), or none for a whole refused batch."""
+    masked, digest = None, None
+    if subject is not None:
+        masked, digest = _refused_subject(
+            subject.code, subject.kind, ctx.settings.pii_hmac_key.get_secret_value().encode()
+        )
+    detail: dict[str, Any] = {"business_ref": ctx.business_ref, "code": error.code}
+    if batch_id is not None:
+        detail["batch_id"] = str(batch_id)
+    if subjects is not None:
+        detail["subjects"] = subjects
+    return AuditRecord(
+        client_id=ctx.client.client_id,
+        department=ctx.client.department,
+        action="check.create",
+        operator=ctx.operator,
+        method="POST",
+        path=ctx.path,
+        status=error.status,
+        item_code=ctx.item_code,
+        subject_masked=masked,
+        subject_hmac=digest,
+        request_id=ctx.request_id,
+        detail=detail,
+    )
+
+
+async def audit_refused_check(
+    db: Database,
+    ctx: CheckContext,
+    error: OneCheckError,
+    *,
+    subject: SubjectIn | None = None,
+    subjects: int | None = None,
+) -> None:
+    """Record a refused `POST /v1/checks` (a subject) or `POST /v1/checks/batch` (the number of subjects)."""
+    async with db.connection() as conn:
+        await audit.record(conn, refusal_record(ctx, error, subject=subject, subjects=subjects))
 
 
 # --- reading checks --------------------------------------------------------------------------------------

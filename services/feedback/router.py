@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from shared.api.auth import Client, FeedbackClient, FeedbackReader, ListsReader, StatsReader, SyncAdmin
 from shared.api.deps import DB
 from shared.api.idempotency import run_idempotent
+from shared.api.text import NulFree
 from shared.errors import NotFound, OneCheckError, ValidationFailed
 from shared.ids import parse_uuid
 from shared.outbox.relay import outbox_status, refresh_metrics, replay_dead_letters_conn
@@ -190,10 +191,10 @@ async def get_enforcement_stats(
         dt.date | None, Query(alias="from", description="First check date, YYYY-MM-DD")
     ] = None,
     date_to: Annotated[dt.date | None, Query(alias="to", description="Last check date, YYYY-MM-DD")] = None,
-    department: Annotated[str | None, Query(description="The checking client's department")] = None,
-    item_code: Annotated[str | None, Query(description="An item code")] = None,
+    department: Annotated[NulFree | None, Query(description="The checking client's department")] = None,
+    item_code: Annotated[NulFree | None, Query(description="An item code")] = None,
     list_type: Annotated[
-        str | None, Query(description="Checks that matched an entry of this list type")
+        NulFree | None, Query(description="Checks that matched an entry of this list type")
     ] = None,
 ) -> EnforcementStats:
     f = StatsFilter(

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from shared.api.text import NulFree
 
 Decision = Literal["approved", "rejected", "approved_with_conditions", "withdrawn"]
 ReportedStatus = Literal["applied", "not_applied", "not_applicable"]
@@ -19,11 +20,11 @@ MAX_MEASURES = 200
 class MeasureReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(
+    code: NulFree = Field(
         min_length=1, max_length=64, description="A code of the check's `measures` or `suspended_measures`"
     )
     status: ReportedStatus
-    note: str | None = Field(
+    note: NulFree | None = Field(
         default=None, max_length=MAX_NOTE_CHARS, description="Required for `not_applied` and `not_applicable`"
     )
 
@@ -58,7 +59,7 @@ class FeedbackIn(BaseModel):
     measures: list[MeasureReport] = Field(
         max_length=MAX_MEASURES, description="Statuses to report now; feedback may come in parts"
     )
-    operator: str = Field(min_length=1, max_length=200, description="Who at the business system reports")
+    operator: NulFree = Field(min_length=1, max_length=200, description="Who at the business system reports")
 
     @field_validator("operator")
     @classmethod

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from shared.api.auth import ListsReader, ListsWriter, SyncAdmin
 from shared.api.deps import DB, AppSettings
 from shared.api.idempotency import run_idempotent
+from shared.api.text import NulFree, has_nul
+from shared.errors import NotFound
 
 from services.list_sync import runs, service
 from services.list_sync.schemas import (
@@ -183,6 +185,10 @@ async def start_run(
     registry = runs.registry_of(request.app.state)
 
     async def produce() -> tuple[int, Any]:
+        if has_nul(name):
+            # No source can be named with a NUL (SourceIn refuses it; PostgreSQL could not store it): the
+            # 404 of any unknown name, before the name reaches the database.
+            raise NotFound(f"no source named {name!r}")
         return 202, await runs.start_run(db, settings, name, registry=registry)
 
     return await run_idempotent(
@@ -194,7 +200,7 @@ async def start_run(
 async def list_runs(
     client: SyncAdmin,
     db: DB,
-    source: Annotated[str | None, Query(max_length=64)] = None,
+    source: Annotated[NulFree | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
     return JSONResponse(await runs.list_runs(db, source=source, limit=limit))

@@ -7,6 +7,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from shared.api.text import NoNul
 from shared.codes import SubjectKind
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -22,8 +23,9 @@ def _strict_date(value: object) -> object:
 
 
 Date = Annotated[dt.date, BeforeValidator(_strict_date)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Every string of a request refuses a NUL (PostgreSQL text cannot hold one): 422, never a failed insert.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000), NoNul]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
 Role = Literal["legal_representative", "responsible_person", "actual_controller", "directly_responsible"]
 EventType = Literal["objection", "objection_upheld", "objection_rejected", "repair", "removal"]
 ListKind = Literal["red", "black", "watch"]
@@ -46,7 +48,7 @@ class LinkedPersonIn(Strict):
 
 
 class PublishEntryIn(Strict):
-    list_type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    list_type: Annotated[str, StringConstraints(min_length=1, max_length=32), NoNul]
     subject: SubjectIn
     linked_persons: list[LinkedPersonIn] = Field(default_factory=list, max_length=100)
     reason: Text
@@ -72,18 +74,18 @@ class EntryEventIn(Strict):
 class SourceIn(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     kind: Literal["feed", "snapshot", "file"]
-    base_url: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
-    path: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+    base_url: Annotated[str, StringConstraints(min_length=1, max_length=2000), NoNul] | None = None
+    path: Annotated[str, StringConstraints(min_length=1, max_length=1000), NoNul] | None = Field(
         None, description="file sources: relative to ONECHECK_IMPORT_DIR"
     )
-    token: Annotated[str, StringConstraints(min_length=1, max_length=4000)] | None = Field(
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4000), NoNul] | None = Field(
         None, description="bearer token for the upstream; never returned"
     )
     interval_seconds: int | None = Field(None, ge=60, le=31 * 86400, description="scheduled runs")
 
 
 class SubscriptionIn(Strict):
-    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2000), NoNul]
     subject_codes: list[Code] | None = Field(
         None, max_length=1000, description="omitted or empty: all subjects"
     )

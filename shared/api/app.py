@@ -7,6 +7,7 @@ the three specs into one app for a single machine.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from shared.api.health import router as health_router
 from shared.api.middleware import RequestContextMiddleware
-from shared.api.problems import install_problem_handlers
+from shared.api.problems import CatchUnexpected, document_problems, install_problem_handlers
 from shared.db.embedded import resolve_database_url
 from shared.db.engine import Database
 from shared.db.maintenance import maintenance_hook
@@ -113,6 +114,17 @@ def create_service_app(
     for router in spec.routers:
         app.include_router(router)
     app.include_router(health_router)
+    openapi = app.openapi
+
+    def openapi_with_problems() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(copy.deepcopy(openapi()))
+        return app.openapi_schema
+
+    app.openapi = openapi_with_problems  # type: ignore[method-assign]
+    # The last added is the outermost: every answer, a caught exception's problem too, passes through the
+    # request context (request id, no-store, body limit, access log and metrics).
+    app.add_middleware(CatchUnexpected)
     app.add_middleware(
         RequestContextMiddleware,
         service=spec.name,

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from shared.api.auth import Client
+from shared.api.text import scrub_nul
 from shared.db.engine import Database
 from shared.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 
@@ -153,6 +154,9 @@ async def run_idempotent(
     if key is None:
         status, answer = await produce()
         return _response(status, answer, headers)
+    # A route names a path a client sent (an id with a NUL answers 404 like any unknown one); the table's
+    # text column cannot hold the NUL.
+    route = scrub_nul(route)
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ValidationFailed(
             "Idempotency-Key must be 1 to 200 characters",

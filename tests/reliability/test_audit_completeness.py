@@ -9,9 +9,17 @@ import httpx
 import pytest
 
 from shared.db.engine import Database
-from tests.builders import auth
+from tests.builders import auth, make_client
 from tests.conftest import AppFactory, api_client
-from tests.reliability.world import ORG_CODE, World, build_world, check_body, citizen_id, feedback_body
+from tests.reliability.world import (
+    ORG_CODE,
+    World,
+    batch_body,
+    build_world,
+    check_body,
+    citizen_id,
+    feedback_body,
+)
 
 PERSON = citizen_id("44070319850612123")
 CLEAR_ORG = "91440104MA59XK3P20"
@@ -127,14 +135,6 @@ async def test_every_check_read_and_feedback_has_exactly_one_complete_audit_row(
     assert PERSON not in dumped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (RELIABILITY P2: one audit row per request, failures included): a refused check (422 "
-    "invalid_subject_code here) leaves no audit row: services/check_api/service.py create_check raises from "
-    "prepare_subject (line 525) before run_checks/_add_rows (the only writer of check audit rows), and the router "
-    "audits nothing on refusal — unlike feedback, whose refusals are audited (services/feedback/router.py "
-    "_audited_refusal)",
-)
 async def test_a_refused_check_is_audited_too(db: Database, app_factory: AppFactory) -> None:
     async with api_client(app_factory(db)) as api:
         world = await build_world(db, api)
@@ -145,6 +145,138 @@ async def test_a_refused_check_is_audited_too(db: Database, app_factory: AppFact
     rows = (await _audit_rows(db))[before:]
     assert [r["request_id"] for r in rows] == [refused.headers["x-request-id"]]
     assert MISTYPED not in str(dict(rows[0]))
+
+
+AMBIGUOUS = "110105199003072194"  # passes both the USCC and the citizen-ID rules
+MASKED_PERSON = PERSON[:6] + "********" + PERSON[-4:]
+MASKED_MISTYPED = MISTYPED[:6] + "********" + MISTYPED[-4:]
+
+
+@pytest.mark.parametrize(
+    ("body", "outsider", "status", "code", "masked", "with_hmac"),
+    [
+        pytest.param(
+            check_body(subject={"code": MISTYPED, "name": "李建国"}),
+            False,
+            422,
+            "invalid_subject_code",
+            MASKED_MISTYPED,
+            False,
+            id="mistyped citizen id",
+        ),
+        pytest.param(
+            check_body(
+                subject={"code": PERSON, "name": "李建国"},
+                related_persons=[{"role": "legal_representative", "code": MISTYPED, "name": "王秀英"}],
+            ),
+            False,
+            422,
+            "invalid_subject_code",
+            MASKED_PERSON,
+            True,
+            id="mistyped related person",
+        ),
+        pytest.param(
+            check_body(subject={"code": AMBIGUOUS}),
+            False,
+            422,
+            "ambiguous_subject_code",
+            AMBIGUOUS[:6] + "********" + AMBIGUOUS[-4:],
+            False,
+            id="ambiguous code",
+        ),
+        pytest.param(
+            check_body(item_code="I99", subject={"code": PERSON, "name": "李建国"}),
+            False,
+            404,
+            "unknown_item",
+            MASKED_PERSON,
+            True,
+            id="unknown item",
+        ),
+        pytest.param(
+            check_body(subject={"code": PERSON, "name": "李建国"}),
+            True,
+            403,
+            "forbidden",
+            MASKED_PERSON,
+            True,
+            id="another department's item",
+        ),
+        pytest.param(check_body(), True, 403, "forbidden", ORG_CODE, False, id="an organisation"),
+    ],
+)
+async def test_every_refused_check_leaves_one_masked_audit_row(
+    db: Database,
+    app_factory: AppFactory,
+    body: dict[str, object],
+    outsider: bool,
+    status: int,
+    code: str,
+    masked: str,
+    with_hmac: bool,
+) -> None:
+    async with api_client(app_factory(db)) as api:
+        world = await build_world(db, api)
+        key = world.owner_key
+        if outsider:
+            _, key = await make_client(db, department="江门市财政局")
+        before = len(await _audit_rows(db))
+        refused = await api.post("/v1/checks", json=body, headers=auth(key))
+    assert refused.status_code == status, refused.text
+    assert refused.json()["code"] == code
+    rows = (await _audit_rows(db))[before:]
+    (row,) = rows
+    assert row["request_id"] == refused.headers["x-request-id"]
+    assert (row["action"], row["status"], row["method"], row["path"]) == (
+        "check.create",
+        status,
+        "POST",
+        "/v1/checks",
+    )
+    assert row["client_id"] is not None
+    assert row["department"]
+    assert row["operator"] == "clerk-017"
+    assert row["item_code"] == body["item_code"]
+    assert row["subject_masked"] == masked
+    assert (row["subject_hmac"] is not None) == with_hmac
+    assert row["detail"]["code"] == code
+    dumped = str(dict(row))
+    for secret in (MISTYPED, PERSON, AMBIGUOUS, "李建国", "王秀英"):
+        assert secret not in dumped
+
+
+async def test_a_batch_audits_each_subject_and_a_refused_batch_once(
+    db: Database, app_factory: AppFactory
+) -> None:
+    async with api_client(app_factory(db)) as api:
+        world = await build_world(db, api)
+        before = len(await _audit_rows(db))
+        subjects = [{"code": ORG_CODE}, {"code": MISTYPED, "name": "李建国"}, {"code": PERSON}]
+        mixed = await _post(api, "/v1/checks/batch", batch_body(subjects=subjects), world.owner_key, 200)
+        unknown = await _post(
+            api, "/v1/checks/batch", batch_body(item_code="I99", subjects=subjects), world.owner_key, 404
+        )
+    rows = (await _audit_rows(db))[before:]
+    by_request = _by_request(rows)
+    assert set(by_request) == {mixed.headers["x-request-id"], unknown.headers["x-request-id"]}
+    batch_id = mixed.json()["batch_id"]
+    assert sorted(
+        (r["status"], r["subject_masked"], r["detail"]["batch_id"])
+        for r in by_request[mixed.headers["x-request-id"]]
+    ) == sorted([(200, ORG_CODE, batch_id), (422, MASKED_MISTYPED, batch_id), (200, MASKED_PERSON, batch_id)])
+    (refused,) = by_request[unknown.headers["x-request-id"]]
+    assert (refused["action"], refused["status"], refused["path"]) == (
+        "check.create",
+        404,
+        "/v1/checks/batch",
+    )
+    assert refused["subject_masked"] is None
+    assert refused["detail"] == {"business_ref": "SP-2026-000124", "code": "unknown_item", "subjects": 3}
+    dumped = "\n".join(str(dict(r)) for r in rows)
+    assert MISTYPED not in dumped
+    assert PERSON not in dumped
+    assert "李建国" not in dumped
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import structlog.testing
 
 from shared.api.combined import create_app
 from shared.db.engine import Database
@@ -97,19 +98,6 @@ async def test_an_unexpected_exception_is_a_bare_problem(
     assert not INTERNALS.search(response.text), response.text
 
 
-_OUTSIDE_THE_MIDDLEWARE = (
-    "BUG: shared/api/problems.py:152 registers the catch-all handler with "
-    "`app.add_exception_handler(Exception, ...)`, which Starlette runs in ServerErrorMiddleware, the layer *outside* "
-    "RequestContextMiddleware (shared/api/app.py:116). So every 503 `unavailable` and 500 "
-)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=_OUTSIDE_THE_MIDDLEWARE
-    + "bypasses the middleware's send wrapper: no `Cache-Control: no-store` (RELIABILITY "
-    "S8) and no `X-Request-ID` on them",
-)
 async def test_a_503_carries_no_store_and_the_request_id(down_api: httpx.AsyncClient) -> None:
     response = await down_api.get("/v1/items", headers={"X-Request-ID": "rel-503-probe"})
     assert response.status_code == 503
@@ -117,12 +105,6 @@ async def test_a_503_carries_no_store_and_the_request_id(down_api: httpx.AsyncCl
     assert response.headers.get("x-request-id") == "rel-503-probe"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=_OUTSIDE_THE_MIDDLEWARE
-    + "is followed by Starlette re-raising the exception to the server, which logs "
-    "'Exception in ASGI application' with a full traceback for every request while the database is down",
-)
 async def test_a_database_outage_does_not_escape_the_app_as_an_exception(test_settings: Settings) -> None:
     settings = test_settings.model_copy(update={"database_url": UNREACHABLE})
     database = Database(UNREACHABLE, settings, application_name="onecheck-down")
@@ -135,12 +117,6 @@ async def test_a_database_outage_does_not_escape_the_app_as_an_exception(test_se
     assert response.status_code == 503
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=_OUTSIDE_THE_MIDDLEWARE
-    + "is counted by the middleware's metrics and access log with its default status "
-    "500 (shared/api/middleware.py:56), since the middleware never sees the response start",
-)
 async def test_metrics_count_a_503_as_a_503(down_api: httpx.AsyncClient) -> None:
     before = await down_api.get("/metrics")
     response = await down_api.get("/v1/measures")
@@ -153,3 +129,51 @@ async def test_metrics_count_a_503_as_a_503(down_api: httpx.AsyncClient) -> None
         return float(found[0].split()[-1]) if found else 0.0
 
     assert count(after.text) == count(before.text) + 1
+
+
+async def test_an_unexpected_exception_is_answered_inside_the_middleware(
+    db: Database, app_factory: AppFactory, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 500 too: request id, no-store, counted and logged as a 500, and nothing raised to the server."""
+    from services.check_api import service
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "catalogue_items", boom)
+    _, key = await make_client(db)
+    settings = test_settings.model_copy(update={"access_log": True})
+    transport = httpx.ASGITransport(app=app_factory(db, settings=settings), raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://onecheck.test") as api:
+        before = await api.get("/metrics")
+        with structlog.testing.capture_logs() as logs:
+            response = await api.get("/v1/items", headers={**auth(key), "X-Request-ID": "rel-500-probe"})
+        after = await api.get("/metrics")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers.get("cache-control") == "no-store"
+    assert response.headers.get("x-request-id") == "rel-500-probe"
+    line = 'onecheck_http_requests_total{method="GET",route="/v1/items",service="onecheck",status="500"}'
+    assert _count(after.text, line) == _count(before.text, line) + 1
+    access = [e for e in logs if e.get("event") == "request" and e.get("route") == "/v1/items"]
+    assert [e["status"] for e in access] == [500]
+
+
+def _count(metrics: str, line: str) -> float:
+    found = [row for row in metrics.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+async def test_a_503_is_logged_with_its_status(test_settings: Settings) -> None:
+    settings = test_settings.model_copy(update={"database_url": UNREACHABLE, "access_log": True})
+    database = Database(UNREACHABLE, settings, application_name="onecheck-down")
+    try:
+        async with api_client(create_app(settings, database=database), key=BAD_KEY) as api:
+            with structlog.testing.capture_logs() as logs:
+                response = await api.post("/v1/checks", json={})
+    finally:
+        await database.close()
+    assert response.status_code == 503
+    assert response.headers.get("cache-control") == "no-store"
+    access = [e for e in logs if e.get("event") == "request"]
+    assert [(e["route"], e["status"]) for e in access] == [("/v1/checks", 503)]

@@ -10,9 +10,8 @@ To reach past "invalid code" and "no such id", the OpenAPI served to schemathesi
 `cn-subject-code` format (valid USCCs and citizen ids, the demo subjects, and some noise) and id path
 parameters with formats that draw the ids the fixture made (and random ones). The app itself is untouched.
 
-Known, reported deviations are excluded one by one (a status for one signature, a content type for one
-operation), never whole operations; the `xfail(strict=True)` tests at the end pin each of them, so a fix
-shows up as an XPASS to remove the exclusion.
+No deviation is excluded: the tests at the end pin the ones found and fixed (an undecodable body answered 400,
+the outbox's 422 documented as FastAPI's, suspended measures documented with a `triggered_by` they lack).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -121,10 +119,8 @@ _CODE_FIELDS = {
 
 
 def _formatted(doc: dict[str, Any]) -> dict[str, Any]:
-    """The app's OpenAPI with our formats added to subject codes, item codes and id path parameters, and one
-    reported documentation error corrected (suspended measures carry no `triggered_by`: pinned below)."""
+    """The app's OpenAPI with our formats added to subject codes, item codes and id path parameters."""
     components = doc["components"]["schemas"]
-    components["SuspendedMeasureOut"]["required"].remove("triggered_by")
     for name in _CODE_FIELDS:
         components[name]["properties"]["code"]["format"] = "cn-subject-code"
     for name in ("CheckIn", "BatchIn"):
@@ -287,20 +283,6 @@ CHECKS = [
 STATUSES: dict[tuple[str, int], int] = {}
 
 
-def _known_deviation(case: Any, response: Any) -> Any:
-    """The check to skip for a reported deviation (pinned by the xfail tests below), for exactly its responses."""
-    if response.status_code == 400:
-        body = json.loads(response.content)
-        if body.get("code") == "validation_error" and body.get("detail") in (
-            "There was an error parsing the body",
-            "Invalid multipart data.",
-        ):
-            return status_code_conformance
-    if case.operation.label == "GET /v1/outbox" and response.status_code == 422:
-        return content_type_conformance
-    return None
-
-
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
@@ -311,21 +293,10 @@ def _known_deviation(case: Any, response: Any) -> Any:
 )
 def test_every_operation_conforms(case: Any, fuzz_target: tuple[FastAPI, str]) -> None:
     app, key = fuzz_target
-    try:
-        response = case.call(app=app, headers=auth(key))
-    except asyncpg.CharacterNotInRepertoireError:
-        # A NUL sent on to PostgreSQL: a 500, reported and pinned in test_nul_bytes.py (the exception reaches
-        # us because 500s escape the app, see test_db_unavailable.py).
-        if "\\x00" in repr((case.path_parameters, case.query, case.body)):
-            return
-        raise
+    response = case.call(app=app, headers=auth(key))
     label = case.operation.label
     STATUSES[label, response.status_code] = STATUSES.get((label, response.status_code), 0) + 1
-    checks = CHECKS
-    skipped = _known_deviation(case, response)
-    if skipped is not None:
-        checks = [c for c in CHECKS if c is not skipped]
-    case.validate_response(response, checks=checks, headers=auth(key))
+    case.validate_response(response, checks=CHECKS, headers=auth(key))
 
 
 def test_the_run_reached_past_validation() -> None:
@@ -350,39 +321,21 @@ def test_the_run_reached_past_validation() -> None:
     assert must <= reached, sorted(must - reached)
 
 
-# --- the deviations, pinned ------------------------------------------------------------------------------
+# --- the deviations found, pinned ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: shared/api/problems.py:125 answers FastAPI's HTTPException(400) for a body it cannot decode "
-    "(invalid UTF-8 JSON, malformed multipart) as 400; the contract says malformed JSON is 422 and no operation "
-    "documents 400 (schemathesis ST103 on every POST with a body)",
-)
 def test_an_undecodable_body_is_a_documented_status(fuzz_target: tuple[FastAPI, str]) -> None:
     app, key = fuzz_target
     case = as_served["/v1/checks"]["POST"].Case(body=b'{"item_code": "\xff"}', media_type="application/json")
     case.call_and_validate(app=app, headers=auth(key), checks=[status_code_conformance])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAPI gap: services/feedback/router.py (GET /v1/outbox, `responses=` keeps only 401/403 of _ERRORS) "
-    "leaves FastAPI's default 422 (application/json, HTTPValidationError) in the docs, while the app answers "
-    "422 as application/problem+json (schemathesis ST105)",
-)
 def test_the_outbox_documents_its_422(fuzz_target: tuple[FastAPI, str]) -> None:
     app, key = fuzz_target
     case = as_served["/v1/outbox"]["GET"].Case(query={"dead_limit": -1})
     case.call_and_validate(app=app, headers=auth(key), checks=[content_type_conformance])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAPI error: services/check_api/schemas.py:177 `SuspendedMeasureOut(MeasureOut)` inherits the "
-    "required `triggered_by` (line 174), but a suspended measure is answered without it (as the contract and "
-    "docs/examples/check-objection.json show: reason + blocked_by); schemathesis ST108 on POST /v1/checks",
-)
 def test_a_suspended_measure_matches_its_documented_schema(fuzz_target: tuple[FastAPI, str]) -> None:
     app, key = fuzz_target
     case = as_served["/v1/checks"]["POST"].Case(
@@ -398,3 +351,24 @@ def test_a_suspended_measure_matches_its_documented_schema(fuzz_target: tuple[Fa
     assert response.status_code == 200
     assert response.json()["suspended_measures"]  # the demo subject under objection
     case.validate_response(response, checks=[response_schema_conformance], headers=auth(key))
+
+
+def test_every_error_response_is_documented_as_a_problem() -> None:
+    """The shared mechanism behind the outbox fix: no operation keeps FastAPI's own 422 (`HTTPValidationError`,
+    application/json), and every documented error is `application/problem+json` with the `Problem` schema."""
+    doc = _docs_app(formatted=False).openapi()
+    assert "HTTPValidationError" not in json.dumps(doc)
+    documented = 0
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) < 400:
+                    continue
+                documented += 1
+                assert list(response["content"]) == ["application/problem+json"], (method, path, status)
+                schema = response["content"]["application/problem+json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Problem"}, (method, path, status)
+    assert documented > 100
+    problem = doc["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+    assert problem["properties"]["code"]["enum"] == list(ERROR_CODES)

@@ -209,27 +209,49 @@ async def test_ten_thousand_levels_of_nesting_are_refused_without_a_crash(
         assert (await api.get("/healthz")).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (contract, Errors: malformed JSON is a 422 validation_error): a body FastAPI cannot decode "
-    "(invalid UTF-8, or JSON nested deeper than the parser's recursion limit) raises HTTPException(400, "
-    "'There was an error parsing the body'), which shared/api/problems.py:125 (_handle_http, the fallback "
-    "`return problem(exc.status_code, ...)`) answers as 400 — a status no operation documents in the OpenAPI",
-)
+@pytest.mark.parametrize("path", sorted(BODIES))
 @pytest.mark.parametrize(
     "body",
     [b'{"item_code": "\xff\xfe"}', b"[" * 10_000 + b"]" * 10_000],
     ids=["invalid UTF-8", "10k levels"],
 )
 async def test_an_undecodable_body_is_a_422_like_any_malformed_json(
-    db: Database, app_factory: AppFactory, body: bytes
+    db: Database, app_factory: AppFactory, body: bytes, path: str
 ) -> None:
     async with api_client(app_factory(db)) as api:
         world = await build_world(db, api)
         response = await api.post(
-            "/v1/checks", content=body, headers={**auth(world.owner_key), "Content-Type": "application/json"}
+            path.format(**world.ids()),
+            content=body,
+            headers={**auth(world.owner_key), "Content-Type": "application/json"},
         )
     assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "validation_error"
+    assert [e["loc"] for e in problem["errors"]] == [["body"]], problem
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--b0undary\r\n"),
+        ("multipart/form-data; boundary=b0undary", b"--b0undary\r\nContent-Disposition: form-data\r\n\r\nx"),
+    ],
+    ids=["no boundary", "no part name"],
+)
+async def test_a_malformed_multipart_upload_is_a_422(
+    db: Database, app_factory: AppFactory, content_type: str, body: bytes
+) -> None:
+    async with api_client(app_factory(db)) as api:
+        world = await build_world(db, api)
+        response = await api.post(
+            "/v1/catalogue/import",
+            content=body,
+            headers={**auth(world.owner_key), "Content-Type": content_type},
+        )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "validation_error"
 
 

@@ -123,12 +123,6 @@ async def test_extra_fields_are_refused_and_change_nothing(
     assert tried >= len(FORBIDDEN)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (contract, Limits: unknown request fields answer 422): services/check_api/router.py:311-312 "
-    "post_catalogue_import declares only `file: UploadFile = File()`, and FastAPI drops other multipart fields, "
-    "so an unknown form field is accepted (200) and the import runs",
-)
 async def test_the_catalogue_upload_refuses_unknown_form_fields(
     db: Database, app_factory: AppFactory
 ) -> None:
@@ -143,6 +137,32 @@ async def test_the_catalogue_upload_refuses_unknown_form_fields(
         )
         after = await row_counts(db)
     assert response.status_code == 422, response.text
+    assert after == before
+
+
+@pytest.mark.parametrize("name", sorted(FORBIDDEN))
+@pytest.mark.parametrize("as_file", [False, True], ids=["form field", "file part"])
+async def test_every_extra_part_of_the_upload_is_named_in_its_422(
+    db: Database, app_factory: AppFactory, name: str, as_file: bool
+) -> None:
+    files: dict[str, Any] = {"file": ("catalogue.csv", TEMPLATE.read_bytes(), "text/csv")}
+    data: dict[str, str] = {}
+    if as_file:
+        files[name] = ("extra.csv", str(FORBIDDEN[name]).encode(), "text/csv")
+    else:
+        data[name] = str(FORBIDDEN[name])
+    async with api_client(app_factory(db)) as api:
+        world = await build_world(db, api)
+        before = await row_counts(db)
+        response = await api.post(
+            "/v1/catalogue/import", files=files, data=data, headers=auth(world.owner_key)
+        )
+        after = await row_counts(db)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "validation_error"
+    assert ["body", name] in [e["loc"] for e in problem["errors"]], problem["errors"]
     assert after == before
 
 
