@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
-from shared.api.auth import AnyClient, CatalogueWriter, CheckClient
-from shared.api.deps import DB, AppSettings
+from shared.api.auth import AnyClient, CatalogueWriter, CheckClient, Client
+from shared.api.deps import DB
 from shared.api.idempotency import IDEMPOTENCY_KEY_DOC, RenderedJSON, idempotency_key, run_idempotent
+from shared.db.engine import Database
 from shared.errors import OneCheckError, ValidationFailed
+from shared.settings import Settings
 
 from services.check_api import service
 from services.check_api.catalogue_cache import catalogue_cache
@@ -91,7 +93,7 @@ def _request_id(request: Request) -> str | None:
 
 
 def _context(
-    request: Request, client: Any, settings: Any, body: CheckIn | BatchIn, path: str
+    request: Request, client: Client, settings: Settings, body: CheckIn | BatchIn, path: str
 ) -> service.CheckContext:
     return service.CheckContext(
         client=client,
@@ -115,14 +117,11 @@ def _context(
     responses=_CHECK_ERRORS,
     openapi_extra=IDEMPOTENCY_KEY_DOC,
 )
-async def post_check(
-    body: CheckIn,
-    request: Request,
-    client: CheckClient,
-    db: DB,
-    settings: AppSettings,
-) -> Response:
-    ctx = _context(request, client, settings, body, "/v1/checks")
+async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Response:
+    # The hot routes take the database and settings from app state (what `DB` and `AppSettings` read):
+    # FastAPI resolves every dependency node anew per request, at a cost a check can feel.
+    db: Database = request.app.state.db
+    ctx = _context(request, client, request.app.state.settings, body, "/v1/checks")
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:
@@ -156,14 +155,11 @@ async def post_check(
     responses=_CHECK_ERRORS,
     openapi_extra=IDEMPOTENCY_KEY_DOC,
 )
-async def post_batch(
-    body: BatchIn,
-    request: Request,
-    client: CheckClient,
-    db: DB,
-    settings: AppSettings,
-) -> Response:
-    ctx = _context(request, client, settings, body, "/v1/checks/batch")
+async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Response:
+    # The hot routes take the database and settings from app state (what `DB` and `AppSettings` read):
+    # FastAPI resolves every dependency node anew per request, at a cost a check can feel.
+    db: Database = request.app.state.db
+    ctx = _context(request, client, request.app.state.settings, body, "/v1/checks/batch")
     cache = catalogue_cache(request.app)
 
     async def produce() -> tuple[int, Any]:

@@ -18,7 +18,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.api.deps import get_db
 from shared.db.engine import Database
 from shared.errors import Forbidden, RateLimited, Unauthorized
 from shared.settings import Settings
@@ -109,14 +108,14 @@ def _rate_limit(client: Client, per_minute: int) -> None:
         )
 
 
-async def authenticate(
-    request: Request,
-    db: Annotated[Database, Depends(get_db)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Client:
+# Each FastAPI dependency node costs a few microseconds of framework work per request (FastAPI resolves
+# the graph anew every time), so a scope check is one node over HTTPBearer (which documents the scheme in
+# OpenAPI), not a chain of them; the database comes from app state, as `deps.get_db` reads it.
+async def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Client:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("send the API key as `Authorization: Bearer <key>`")
     settings: Settings = request.app.state.settings
+    db: Database = request.app.state.db
     client = await _lookup(db, credentials.credentials, settings.auth_cache_seconds)
     if client is None:
         raise Unauthorized("unknown or revoked API key")
@@ -125,10 +124,22 @@ async def authenticate(
     return client
 
 
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Client:
+    """Any valid key."""
+    return await _authenticate(request, credentials)
+
+
 def require_scope(*scopes: str) -> Callable[..., Awaitable[Client]]:
     """A dependency admitting clients that hold any one of `scopes`."""
 
-    async def dependency(client: Annotated[Client, Depends(authenticate)]) -> Client:
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Client:
+        client = await _authenticate(request, credentials)
         if not any(client.has(scope) for scope in scopes):
             raise Forbidden(f"this API key lacks the scope {' or '.join(scopes)!s}")
         return client
