@@ -90,7 +90,9 @@ matched AS (
       AND e.listed_on <= $3 AND (e.expires_on IS NULL OR e.expires_on >= $3)
     ORDER BY h.idx, h.entry_id, h.via, h.matched_code, h.matched_role
 ),
-match_json AS (
+-- MATERIALIZED: computed once. Inlined, the planner (which takes every input as one row) put it on the inner
+-- side of the final nested loop and re-aggregated every subject's matches once per subject of a batch.
+match_json AS MATERIALIZED (
     SELECT m.idx,
            json_agg(json_build_object(
                'entry_id', m.entry_id, 'via', m.via, 'matched_code', m.matched_code,

@@ -1,4 +1,5 @@
-"""Text a client sends: PostgreSQL `text` and `jsonb` cannot hold U+0000, so a NUL never gets that far.
+"""Text a client sends: PostgreSQL `text` and `jsonb` cannot hold U+0000, nor a lone UTF-16 surrogate (which
+has no UTF-8 form; JSON can still spell one, as `"\\ud800"`), so neither ever gets that far.
 
 Use `NulFree` (or `NoNul` in an `Annotated[...]` with other constraints) for every string a request body or a
 query filter carries: a NUL answers 422 `validation_error` like any other invalid value. Ids in a path are not
@@ -23,9 +24,15 @@ def has_nul(value: str) -> bool:
 
 
 def refuse_nul(value: str) -> str:
-    """The value, or a ValueError (a 422 `validation_error` at the edge) when it holds a NUL."""
+    """The value, or a ValueError (a 422 `validation_error` at the edge) when it holds a NUL or a lone
+    surrogate (not Unicode text: it cannot be stored, and used to fail at the insert as a 500)."""
     if NUL in value:
         raise ValueError("must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be Unicode text (an unpaired surrogate is not)") from None
     return value
 
 
