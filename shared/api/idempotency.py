@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -64,9 +65,17 @@ def idempotency_key(request: Request) -> str | None:
 
 
 def canonical_hash(body: Any) -> str:
-    """SHA-256 of canonical JSON: key order and whitespace do not make two bodies different."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of canonical JSON: key order and whitespace do not make two bodies different.
+
+    orjson (sorted keys) gives byte for byte the stdlib text below for JSON's own types, several times faster
+    (it runs for every subject of a check); anything else it refuses goes the stdlib way."""
+    try:
+        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        data = json.dumps(
+            body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+        ).encode()
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
