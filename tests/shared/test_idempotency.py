@@ -9,10 +9,10 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from fastapi import APIRouter, Header
 from fastapi.responses import Response
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from shared.api.app import ServiceSpec, create_service_app
