@@ -498,6 +498,10 @@ async def test_examples_match_the_service(runs: dict[str, tuple[dict[str, Any], 
             "- [`report.html`](report.html): the printable report of `check-penalty` "
             "(`GET /v1/checks/{check_id}/report`)"
         )
+        index.append(
+            "- [`list-sync/`](list-sync/README.md) and [`feedback/`](feedback/README.md): the other services' "
+            "examples (tests/contract/test_list_sync_feedback_contract.py)"
+        )
         (EXAMPLES / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
         (EXAMPLES / "report.html").write_text(runs["report"][1].text, encoding="utf-8")
         write_bundle("check-api")
