@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient, Client
 from shared.api.deps import DB
 from shared.api.idempotency import IDEMPOTENCY_KEY_DOC, RenderedJSON, idempotency_key, run_idempotent
+from shared.api.openapi import ExampleBook, openapi_extra
 from shared.db.engine import Database
 from shared.errors import OneCheckError, ValidationFailed
 from shared.settings import Settings
@@ -35,57 +36,67 @@ from services.check_api.schemas import (
 router = APIRouter()
 
 CheckIdPath = Annotated[str, Path(description="A `check_id` this client received.")]
+ItemCodePath = Annotated[str, Path(description="Item code (权责事项编码), e.g. `I07`.")]
 
-
-def _problem(description: str, code: str, status: int) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/problem+json": {
-                "example": {
-                    "type": f"/problems/{code}",
-                    "title": description,
-                    "status": status,
-                    "detail": description,
-                    "code": code,
-                }
-            }
-        },
-    }
-
-
+# docs/examples/, from real runs (the package carries them as a bundle: shared/api/openapi.py).
+EX = ExampleBook("services.check_api")
+_CHECKS = (
+    "check-penalty",
+    "check-clear",
+    "check-incentive",
+    "check-mixed",
+    "check-withheld-incentives",
+    "check-objection",
+    "check-related-person",
+    "check-responsible-person",
+    "check-natural-person",
+    "check-legacy-code",
+)
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("Missing or unknown API key", "unauthorized", 401),
-    403: _problem("The key lacks the scope, or the item belongs to another department", "forbidden", 403),
-}
-_INVALID_CODE_EXAMPLE = {
-    "type": "/problems/invalid_subject_code",
-    "title": "Invalid subject code",
-    "status": 422,
-    "detail": "a subject code fails the rules of its kind",
-    "code": "invalid_subject_code",
-    "errors": [
-        {
-            "loc": ["body", "subject", "code"],
-            "msg": "check character should be 'F', got 'G'",
-            "rule": "uscc.check_char",
-        }
-    ],
+    401: EX.problem("Missing, unknown or revoked API key (`unauthorized`).", "error-unauthorized"),
+    403: EX.problem(
+        "The key lacks the scope `check`, or the item belongs to another department (`forbidden`).",
+        "error-forbidden-department",
+    ),
+    429: EX.problem(
+        "Over `ONECHECK_RATE_LIMIT_PER_MINUTE` (`rate_limited`): retry after `Retry-After` seconds.",
+        "error-rate-limited",
+    ),
 }
 _CHECK_ERRORS: dict[int | str, dict[str, Any]] = {
     **_AUTH_ERRORS,
-    404: _problem("The catalogue has no such item", "unknown_item", 404),
-    409: _problem("A request with this Idempotency-Key is still in flight", "conflict", 409),
-    422: {
-        "description": "`invalid_subject_code` (with the failed `rule`), `ambiguous_subject_code`, "
+    404: EX.problem("The catalogue has no such item (`unknown_item`).", "error-unknown-item"),
+    409: EX.problem("A request with this Idempotency-Key is still in flight (`conflict`).", "error-conflict"),
+    413: EX.problem(
+        "The body is over `ONECHECK_MAX_BODY_BYTES` (`payload_too_large`).", "error-payload-too-large"
+    ),
+    422: EX.problem(
+        "`invalid_subject_code` (with the failed `rule`), `ambiguous_subject_code`, "
         "`validation_error` (unknown or missing fields, malformed JSON) or `idempotency_key_reused`",
-        "content": {"application/problem+json": {"example": _INVALID_CODE_EXAMPLE}},
-    },
+        "error-invalid-subject-code",
+        "error-ambiguous-subject-code",
+        "error-validation",
+        "error-idempotency-key-reused",
+    ),
+}
+_BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_CHECK_ERRORS,
+    422: EX.problem(
+        "`validation_error` (more than 1,000 subjects, unknown or missing fields, malformed JSON) or "
+        "`idempotency_key_reused`; a bad subject code is answered in that subject's place instead.",
+        "error-batch-too-large",
+        "error-idempotency-key-reused",
+    ),
 }
 _READ_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_AUTH_ERRORS,
-    404: _problem("No check with this id for this client", "not_found", 404),
+    401: _AUTH_ERRORS[401],
+    429: _AUTH_ERRORS[429],
+    404: EX.problem(
+        "No check with this id for this client (`not_found`): another client's check answers the same.",
+        "error-not-found",
+    ),
 }
+_CATALOGUE_ERRORS: dict[int | str, dict[str, Any]] = {401: _AUTH_ERRORS[401], 429: _AUTH_ERRORS[429]}
 
 
 def _request_id(request: Request) -> str | None:
@@ -114,8 +125,11 @@ def _context(
     "date and answers the measures the item must apply, those suspended by an objection and the incentives "
     "withheld by a black-list entry. The check is stored with its audit row before the answer is sent.",
     response_model=CheckOut,
-    responses=_CHECK_ERRORS,
-    openapi_extra=IDEMPOTENCY_KEY_DOC,
+    responses={
+        **EX.success(200, *_CHECKS, description="The check, stored with its audit row before it was sent."),
+        **_CHECK_ERRORS,
+    },
+    openapi_extra=openapi_extra(IDEMPOTENCY_KEY_DOC, EX.request_body(*_CHECKS)),
 )
 async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Response:
     # The hot routes take the database and settings from app state (what `DB` and `AppSettings` read):
@@ -152,8 +166,11 @@ async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Re
     "problem object (e.g. `invalid_subject_code`). An unknown item or another department's item fails the "
     "whole batch.",
     response_model=BatchOut,
-    responses=_CHECK_ERRORS,
-    openapi_extra=IDEMPOTENCY_KEY_DOC,
+    responses={
+        **EX.success(200, "batch", description="One result per subject, in request order."),
+        **_BATCH_ERRORS,
+    },
+    openapi_extra=openapi_extra(IDEMPOTENCY_KEY_DOC, EX.request_body("batch")),
 )
 async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Response:
     # The hot routes take the database and settings from app state (what `DB` and `AppSettings` read):
@@ -184,8 +201,11 @@ async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Re
     "/v1/checks/{check_id}",
     tags=["checks"],
     summary="A stored check, exactly as answered",
+    description="Returns the stored answer of `POST /v1/checks` (or of one subject of a batch) byte for byte, "
+    "masked as it was when answered. Only the client that made the check sees it; any other id answers "
+    "404 `not_found` exactly as a missing one. The read is audited (`check.read`).",
     response_model=CheckOut,
-    responses=_READ_ERRORS,
+    responses={**EX.success(200, "get-check", description="The stored check."), **_READ_ERRORS},
 )
 async def get_check(check_id: CheckIdPath, request: Request, client: CheckClient, db: DB) -> Response:
     stored = await service.read_check(
@@ -203,8 +223,12 @@ async def get_check(check_id: CheckIdPath, request: Request, client: CheckClient
     "/v1/checks/{check_id}/report",
     tags=["checks"],
     summary="The printable check report (信用核查报告, HTML, A4)",
+    description="The check report (信用核查报告) to print and keep with the approval file: item, department, "
+    "subject, every match with its list, reason, decision number and dates, every measure with its content "
+    "and legal basis, suspended measures, withheld incentives, check id, time, operator and data versions. "
+    "HTML in Chinese with an A4 print layout. The read is audited (`check.report`).",
     response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {}}, "description": "The report"}, **_READ_ERRORS},
+    responses={**EX.success(200, "report", description="The report (HTML)"), **_READ_ERRORS},
 )
 async def get_report(check_id: CheckIdPath, request: Request, client: CheckClient, db: DB) -> HTMLResponse:
     stored = await service.read_check(
@@ -225,8 +249,10 @@ async def get_report(check_id: CheckIdPath, request: Request, client: CheckClien
     "/v1/items",
     tags=["catalogue"],
     summary="The items (权责事项) of the catalogue",
+    description="Every approval or public-service item a business system may check for, with the department "
+    "that decides it (its clients check it), its responsible section (关联科室) and its business system.",
     response_model=ItemsOut,
-    responses={401: _AUTH_ERRORS[401]},
+    responses={**EX.success(200, "items"), **_CATALOGUE_ERRORS},
 )
 async def get_items(request: Request, client: AnyClient, db: DB) -> dict[str, Any]:
     return await service.catalogue_items(db, catalogue_cache(request.app))
@@ -236,11 +262,18 @@ async def get_items(request: Request, client: AnyClient, db: DB) -> dict[str, An
     "/v1/items/{code}",
     tags=["catalogue"],
     summary="One item with its mapping: per list type, the measures and the targets they apply to",
+    description="The item and its item-measure mapping (应用事项清单): for each list type, the measures a check "
+    "of this item applies when an entry of that type matches, each with the targets (entity, natural person, "
+    "responsible person) it applies to.",
     response_model=ItemDetail,
-    responses={401: _AUTH_ERRORS[401], 404: _problem("The catalogue has no such item", "unknown_item", 404)},
+    responses={
+        **EX.success(200, "item"),
+        **_CATALOGUE_ERRORS,
+        404: EX.problem("The catalogue has no such item (`unknown_item`).", "error-unknown-item"),
+    },
 )
 async def get_item(
-    code: Annotated[str, Path(description="Item code, e.g. `I07`.")],
+    code: ItemCodePath,
     request: Request,
     client: AnyClient,
     db: DB,
@@ -252,8 +285,10 @@ async def get_item(
     "/v1/list-types",
     tags=["catalogue"],
     summary="The list types (名单类型): red, black and watch lists",
+    description="Every list type entries are published under: its kind (红名单 red, 黑名单 black, 重点关注名单 "
+    "watch), the authority that lists subjects on it (认定部门) and the default validity of an entry.",
     response_model=ListTypesOut,
-    responses={401: _AUTH_ERRORS[401]},
+    responses={**EX.success(200, "list-types"), **_CATALOGUE_ERRORS},
 )
 async def get_list_types(request: Request, client: AnyClient, db: DB) -> dict[str, Any]:
     return await service.catalogue_list_types(db, catalogue_cache(request.app))
@@ -263,8 +298,11 @@ async def get_list_types(request: Request, client: AnyClient, db: DB) -> dict[st
     "/v1/measures",
     tags=["catalogue"],
     summary="The measures (奖惩措施) with their legal basis and possible targets",
+    description="The measure catalogue (措施清单): every incentive and penalty with its category, content, "
+    "whether it is mandatory (依法必须) or advisory (参考), its legal basis (相关依据), its memorandum and the "
+    "targets it can reach.",
     response_model=MeasuresOut,
-    responses={401: _AUTH_ERRORS[401]},
+    responses={**EX.success(200, "measures"), **_CATALOGUE_ERRORS},
 )
 async def get_measures(request: Request, client: AnyClient, db: DB) -> dict[str, Any]:
     return await service.catalogue_measures(db, catalogue_cache(request.app))
@@ -274,8 +312,10 @@ async def get_measures(request: Request, client: AnyClient, db: DB) -> dict[str,
     "/v1/memoranda",
     tags=["catalogue"],
     summary="The cooperation memoranda (合作备忘录)",
+    description="The national cooperation memoranda that define measures, with their document numbers and the "
+    "list types whose measures they define.",
     response_model=MemorandaOut,
-    responses={401: _AUTH_ERRORS[401]},
+    responses={**EX.success(200, "memoranda"), **_CATALOGUE_ERRORS},
 )
 async def get_memoranda(request: Request, client: AnyClient, db: DB) -> dict[str, Any]:
     return await service.catalogue_memoranda(db, catalogue_cache(request.app))
@@ -289,24 +329,21 @@ async def get_memoranda(request: Request, client: AnyClient, db: DB) -> dict[str
     "the whole import (nothing is written) and is listed with its line. See docs/catalogue-import.md.",
     response_model=ImportOut,
     responses={
-        **_AUTH_ERRORS,
-        422: {
-            "description": 'Bad rows: `validation_error` with `errors: [{loc: ["file", line], msg}]`',
-            "content": {
-                "application/problem+json": {
-                    "example": {
-                        "type": "/problems/validation_error",
-                        "title": "Invalid request",
-                        "status": 422,
-                        "detail": "the catalogue file has 1 bad row; nothing was imported",
-                        "code": "validation_error",
-                        "errors": [{"loc": ["file", 3], "msg": "名单类型编码: unknown list type 'LT99'"}],
-                    }
-                }
-            },
-        },
+        **EX.success(200, "catalogue-import", description="The import's result (or: nothing changed)."),
+        401: _AUTH_ERRORS[401],
+        429: _AUTH_ERRORS[429],
+        413: _CHECK_ERRORS[413],
+        422: EX.problem(
+            'Bad rows: `validation_error` with `errors: [{loc: ["file", line], msg}]`; also a form field other '
+            "than `file`, or `idempotency_key_reused`.",
+            "error-catalogue-import",
+        ),
     },
-    openapi_extra=IDEMPOTENCY_KEY_DOC,
+    openapi_extra=openapi_extra(
+        # The media type FastAPI documents for a form model (the service reads multipart uploads).
+        IDEMPOTENCY_KEY_DOC,
+        EX.request_body("catalogue-import", media_type="application/x-www-form-urlencoded"),
+    ),
 )
 async def post_catalogue_import(
     upload: Annotated[CatalogueUploadIn, Form()],

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from shared.api.auth import Client, FeedbackClient, FeedbackReader, ListsReader, StatsReader, SyncAdmin
 from shared.api.deps import DB
 from shared.api.idempotency import run_idempotent
+from shared.api.openapi import ExampleBook, problem_response
 from shared.api.text import NulFree
 from shared.errors import NotFound, OneCheckError, ValidationFailed
 from shared.ids import parse_uuid
@@ -28,15 +29,19 @@ from services.feedback.schemas import (
 
 router = APIRouter()
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+# 401, 403 (scope), 409/422 of the Idempotency-Key, 413, 422, 429 and 503 are added centrally
+# (shared/api/problems.py: document_problems); a route documents its own cases only.
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or unknown API key", **_PROBLEM},
-    403: {"description": "The key lacks the scope", **_PROBLEM},
-    404: {"description": "No such id, or not yours (the same answer)", **_PROBLEM},
-    422: {"description": "Invalid request (`validation_error`)", **_PROBLEM},
+    404: problem_response(
+        "No such id, or not yours (the same answer: `not_found`)",
+        (404, "not_found", "Not found", "no such check"),
+    ),
 }
 
 CheckIdPath = Annotated[str, Path(description="The `check_id` of one of your checks")]
+
+# docs/examples/feedback/, from real runs (the package carries them as a bundle: shared/api/openapi.py).
+EX = ExampleBook("services.feedback")
 
 
 def _request_info(request: Request) -> service.RequestInfo:
@@ -77,11 +82,27 @@ async def _audited_refusal(
     "measure is a new version, and every version is kept. Answers the feedback status, as GET does. "
     "Send an `Idempotency-Key` to retry safely.",
     response_model=FeedbackStatus,
-    responses=_ERRORS
+    responses=EX.success(200, "post-feedback", description="The feedback status after this report.")
+    | _ERRORS
     | {
-        409: {"description": "The same Idempotency-Key is still in flight", **_PROBLEM},
-        422: {"description": "Invalid body, unknown measure code, or Idempotency-Key reused", **_PROBLEM},
+        409: {"description": "The same Idempotency-Key is still in flight (`conflict`)"},
+        422: problem_response(
+            "Invalid body (a `not_applied` or `not_applicable` status without a note, a measure twice), a code "
+            "that is not one of the check's measures, or Idempotency-Key reused",
+            (
+                422,
+                "validation_error",
+                "Invalid request",
+                "measure codes not among this check's measures or suspended measures: M99",
+                {
+                    "errors": [
+                        {"loc": ["body", "measures", 0, "code"], "msg": "M99 is not a measure of this check"}
+                    ]
+                },
+            ),
+        ),
     },
+    openapi_extra=EX.request_body("post-feedback"),
 )
 async def post_feedback(
     check_id: CheckIdPath,
@@ -122,9 +143,10 @@ async def post_feedback(
     tags=["feedback"],
     summary="The feedback status of a check",
     description="Every required measure (`awaiting` until reported) and the suspended measures reported on, "
-    "each with its full history, oldest first.",
+    "each with its full history, oldest first. `complete`: every required measure has a status; `overdue`: "
+    "not complete after `feedback_due_on`.",
     response_model=FeedbackStatus,
-    responses=_ERRORS,
+    responses=EX.success(200, "get-feedback", description="The feedback status.") | _ERRORS,
 )
 async def get_feedback(check_id: CheckIdPath, client: FeedbackReader, db: DB) -> JSONResponse:
     async with db.connection() as conn:
@@ -139,7 +161,7 @@ async def get_feedback(check_id: CheckIdPath, client: FeedbackReader, db: DB) ->
     description="Only the issuing department. Citizen ids and natural persons' names are masked unless the key "
     "has `pii:read`. Pages of `limit` checks, oldest first; pass `next_cursor` as `cursor`.",
     response_model=EntryEnforcement,
-    responses=_ERRORS,
+    responses=EX.success(200, "entry-enforcement", description="A page of the entry's checks.") | _ERRORS,
 )
 async def get_entry_enforcement(
     entry_id: Annotated[str, Path(description="An entry your department issued")],
@@ -182,7 +204,7 @@ async def get_entry_enforcement(
     "measures (with `list_type`: those that list type triggered). Dates are check dates (Asia/Shanghai), "
     "inclusive; without them, all time.",
     response_model=EnforcementStats,
-    responses={k: v for k, v in _ERRORS.items() if k != 404},
+    responses=EX.success(200, "stats", description="The figures: totals, by department and by item."),
 )
 async def get_enforcement_stats(
     client: StatsReader,
@@ -208,8 +230,11 @@ async def get_enforcement_stats(
     "/v1/outbox",
     tags=["operations"],
     summary="The outbox: messages by topic and state, the oldest pending age, and the dead letters",
+    description="What the relay has to deliver: feedback forwarded to the upstream credit platform "
+    "(`feedback`) and subscription callbacks (`subscription`), counted by state, the age of the oldest "
+    "pending message, and the most recent dead letters (given up on after `ONECHECK_OUTBOX_MAX_ATTEMPTS`).",
     response_model=OutboxStatus,
-    responses={k: v for k, v in _ERRORS.items() if k in (401, 403)},
+    responses=EX.success(200, "outbox", description="The outbox status."),
 )
 async def get_outbox(
     client: SyncAdmin,
@@ -226,8 +251,10 @@ async def get_outbox(
     "/v1/outbox/replay",
     tags=["operations"],
     summary="Re-queue every dead letter (what `onecheck outbox replay` does)",
+    description="Every dead message is pending again with its attempts reset; the relay delivers it on its "
+    "next pass.",
     response_model=ReplayResult,
-    responses={k: v for k, v in _ERRORS.items() if k in (401, 403)},
+    responses=EX.success(200, "outbox-replay", description="How many messages were re-queued."),
 )
 async def post_outbox_replay(client: SyncAdmin, db: DB) -> ReplayResult:
     async with db.connection() as conn:

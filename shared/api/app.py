@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from shared.api.health import router as health_router
 from shared.api.middleware import RequestContextMiddleware
+from shared.api.openapi import restore_examples, route_scopes
 from shared.api.problems import CatchUnexpected, document_problems, install_problem_handlers
 from shared.db.embedded import resolve_database_url
 from shared.db.engine import Database
@@ -118,7 +119,8 @@ def create_service_app(
 
     def openapi_with_problems() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_problems(copy.deepcopy(openapi()))
+            doc = restore_examples(copy.deepcopy(openapi()), app)
+            app.openapi_schema = document_problems(doc, route_scopes(app))
         return app.openapi_schema
 
     app.openapi = openapi_with_problems  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ catch-all (ServerErrorMiddleware, outside every middleware) only sees a failure 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -213,11 +214,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "description": "RFC 9457 problem details with the contract's `code` (docs/check-api.md, Errors).",
     "required": ["type", "title", "status", "detail", "code"],
     "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string", "enum": list(ERROR_CODES)},
+        "type": {"type": "string", "description": "`/problems/<code>`, relative to the service."},
+        "title": {"type": "string", "description": "A short summary of the kind of problem."},
+        "status": {"type": "integer", "description": "The HTTP status, as answered."},
+        "detail": {"type": "string", "description": "What went wrong with this request, in plain words."},
+        "code": {
+            "type": "string",
+            "enum": list(ERROR_CODES),
+            "description": "The contract's error code: act on it (docs/check-api.md, Errors).",
+        },
         "errors": {
             "type": "array",
             "description": "`validation_error` and `invalid_subject_code`: what failed, where",
@@ -225,8 +230,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["loc", "msg"],
                 "properties": {
-                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
-                    "msg": {"type": "string"},
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                        "description": "Where: `body`, `query`, `path`, `header` or `file`, then the field path.",
+                    },
+                    "msg": {"type": "string", "description": "What is wrong there."},
                     "rule": {"type": "string", "description": "the failed subject-code rule"},
                 },
             },
@@ -235,6 +244,87 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _example(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+# What the app answers for the errors every operation shares (the texts of the code that raises them).
+_SHARED: dict[str, tuple[int, str, dict[str, Any]]] = {
+    "unauthorized": (
+        401,
+        "Missing, unknown or revoked API key (`unauthorized`).",
+        _example(
+            401,
+            "unauthorized",
+            "Missing or unknown API key",
+            "send the API key as `Authorization: Bearer <key>`",
+        ),
+    ),
+    "forbidden": (403, "", {}),  # per operation: its scopes
+    "conflict": (
+        409,
+        "A request with this Idempotency-Key is still in flight (`conflict`): retry shortly.",
+        _example(
+            409,
+            "conflict",
+            "Conflict",
+            "a request with this Idempotency-Key is still in flight; retry shortly",
+        ),
+    ),
+    "payload_too_large": (
+        413,
+        "The request body is over `ONECHECK_MAX_BODY_BYTES`, default 1 MiB (`payload_too_large`).",
+        _example(413, "payload_too_large", "Payload too large", "the request body exceeds 1048576 bytes"),
+    ),
+    "validation_error": (
+        422,
+        "Invalid request (`validation_error`): missing or unknown fields, wrong types, malformed JSON.",
+        _example(
+            422,
+            "validation_error",
+            "Invalid request",
+            "the request does not match the schema",
+            errors=[{"loc": ["body", "operator"], "msg": "Field required"}],
+        ),
+    ),
+    "idempotency_key_reused": (
+        422,
+        "",
+        _example(
+            422,
+            "idempotency_key_reused",
+            "Idempotency key reused with another request",
+            "this Idempotency-Key was used with another request body",
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "key reused with a different body"}],
+        ),
+    ),
+    "rate_limited": (
+        429,
+        "Over `ONECHECK_RATE_LIMIT_PER_MINUTE` requests this minute for this client (`rate_limited`): retry "
+        "after `Retry-After` seconds.",
+        _example(429, "rate_limited", "Too many requests", "more than 600 requests this minute"),
+    ),
+    "unavailable": (
+        503,
+        "The database is unavailable (`unavailable`): retry after `Retry-After` seconds.",
+        _example(503, "unavailable", "Service unavailable", "the database is unavailable; retry shortly"),
+    ),
+}
 
 
 def _is_fastapi_validation(content: dict[str, Any]) -> bool:
@@ -242,25 +332,118 @@ def _is_fastapi_validation(content: dict[str, Any]) -> bool:
     return bool(ref.endswith("/HTTPValidationError"))
 
 
-def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+def _shared_codes(operation: dict[str, Any], scopes: tuple[str, ...] | None) -> list[str]:
+    """The shared errors this operation can answer."""
+    authenticated = bool(operation.get("security"))
+    has_body = "requestBody" in operation
+    idempotent = any(
+        p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key"
+        for p in operation.get("parameters", [])
+    )
+    codes = []
+    if authenticated:
+        codes.append("unauthorized")
+    if scopes:
+        codes.append("forbidden")
+    if idempotent:
+        codes.append("conflict")
+    if has_body:
+        codes.append("payload_too_large")
+    if has_body or operation.get("parameters") or "422" in operation.get("responses", {}):
+        codes.append("validation_error")
+    if idempotent:
+        codes.append("idempotency_key_reused")
+    if authenticated:
+        codes.append("rate_limited")
+    codes.append("unavailable")
+    return codes
+
+
+def _add_shared(operation: dict[str, Any], code: str, scopes: tuple[str, ...] | None) -> None:
+    status, description, example = _SHARED[code]
+    if code == "forbidden":
+        wanted = " or ".join(f"`{s}`" for s in scopes or ())
+        description = f"The API key lacks the scope {wanted} (`forbidden`)."
+        example = _example(
+            403, "forbidden", "Forbidden", f"this API key lacks the scope {' or '.join(scopes or ())}"
+        )
+    response = operation["responses"].setdefault(str(status), {})
+    if not response.get("description") or response["description"] == "Validation Error":
+        response["description"] = description
+    examples = (
+        response.setdefault("content", {}).setdefault(PROBLEM_MEDIA_TYPE, {}).setdefault("examples", {})
+    )
+    shown = {e.get("value", {}).get("code") for e in examples.values()}
+    if code == "forbidden":  # a route's own 403 (another department) is another case than the scope
+        examples.setdefault("forbidden_scope", {"summary": "The key lacks the scope", "value": example})
+    elif code not in shown:
+        examples[code] = {"summary": example["title"], "value": example}
+    if status in (429, 503):
+        response.setdefault("headers", {}).update(_RETRY_AFTER)
+    if status == 401:
+        response.setdefault("headers", {})["WWW-Authenticate"] = {
+            "description": "`Bearer`: send the API key as `Authorization: Bearer <key>`.",
+            "schema": {"type": "string"},
+        }
+
+
+def _auth_note(scopes: tuple[str, ...] | None) -> str:
+    if not scopes:
+        return "**Auth**: `Authorization: Bearer <api key>`, any valid key."
+    wanted = " or ".join(f"`{s}`" for s in scopes)
+    return f"**Auth**: `Authorization: Bearer <api key>` with the scope {wanted}."
+
+
+def document_problems(
+    doc: dict[str, Any], scopes: Mapping[tuple[str, str], tuple[str, ...]] | None = None
+) -> dict[str, Any]:
     """Every error response of the document as what the app answers: `application/problem+json` with the
-    `Problem` schema. FastAPI documents a 422 of its own (`HTTPValidationError`, application/json) on every
-    operation with parameters that does not say otherwise; the problem handler never answers that shape."""
-    for operations in doc.get("paths", {}).values():
-        for operation in operations.values():
-            for status, response in operation.get("responses", {}).items():
+    `Problem` schema and examples. FastAPI documents a 422 of its own (`HTTPValidationError`,
+    application/json) on every operation with parameters; the problem handler never answers that shape.
+
+    The errors operations share are added here, from what the document says of each operation and from
+    `scopes` ((method, path) → the scopes it admits): 401 and 429 (with Retry-After) where it is
+    authenticated, 403 where it needs a scope, 409 and 422 `idempotency_key_reused` where it takes an
+    Idempotency-Key, 413 where it takes a body, 422 where it takes input, and 503 (with Retry-After)
+    everywhere. What a route documents itself (its descriptions, its examples) is kept."""
+    scopes = scopes or {}
+    for path, operations in doc.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for response in responses.values():
+                _move_example(response.get("content", {}).get(PROBLEM_MEDIA_TYPE))
+            needed = scopes.get((method, path))
+            if operation.get("security"):
+                note = _auth_note(needed)
+                description = operation.get("description", "")
+                if note not in description:
+                    operation["description"] = (description + "\n\n" + note).strip()
+            for code in _shared_codes(operation, needed):
+                _add_shared(operation, code, needed)
+            for status, response in responses.items():
                 if not (status.isdigit() and int(status) >= 400):
                     continue
                 content = response.setdefault("content", {})
                 if _is_fastapi_validation(content):
                     del content["application/json"]
-                    response["description"] = "Invalid request (`validation_error`)"
                 content.setdefault(PROBLEM_MEDIA_TYPE, {}).setdefault("schema", _PROBLEM_REF)
+            operation["responses"] = dict(sorted(responses.items()))
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
     return doc
+
+
+def _move_example(media: dict[str, Any] | None) -> None:
+    """A single `example` of a problem becomes one of its `examples` (named by its code), so that the shared
+    ones can join it."""
+    if media and "example" in media:
+        example = media.pop("example")
+        media.setdefault("examples", {})[example.get("code", "example")] = {
+            "summary": example.get("title", ""),
+            "value": example,
+        }
 
 
 def install_problem_handlers(app: FastAPI) -> None:

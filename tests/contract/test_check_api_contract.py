@@ -25,6 +25,7 @@ from shared.lifecycle import business_date
 from shared.settings import Settings
 from tests.builders import load_catalogue, load_demo_subjects, make_client, make_entry
 from tests.conftest import AppFactory, api_client
+from tests.contract.examples import write_bundle
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 WRITE = os.environ.get("ONECHECK_WRITE_EXAMPLES") == "1"
@@ -497,8 +498,13 @@ async def test_examples_match_the_service(runs: dict[str, tuple[dict[str, Any], 
             "- [`report.html`](report.html): the printable report of `check-penalty` "
             "(`GET /v1/checks/{check_id}/report`)"
         )
+        index.append(
+            "- [`list-sync/`](list-sync/README.md) and [`feedback/`](feedback/README.md): the other services' "
+            "examples (tests/contract/test_list_sync_feedback_contract.py)"
+        )
         (EXAMPLES / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
         (EXAMPLES / "report.html").write_text(runs["report"][1].text, encoding="utf-8")
+        write_bundle("check-api")
     for scenario in SCENARIOS:
         example = json.loads((EXAMPLES / f"{scenario.name}.json").read_text(encoding="utf-8"))
         _, response = runs[scenario.name]
