@@ -38,6 +38,7 @@ from shared.settings import Settings
 
 from services.check_api import repository
 from services.check_api.catalogue_cache import Catalogue, CatalogueCache, Item
+from services.check_api.report import render_report
 from services.check_api.repository import CheckRows, SubjectQuery, SubjectRecord
 from services.check_api.schemas import BatchSubjectIn, RelatedPersonIn, SubjectIn
 
@@ -668,10 +669,10 @@ def _check_time(check_id: str) -> tuple[uuid.UUID, dt.datetime] | None:
         return None
 
 
-async def read_check(
+async def _stored_check(
     db: Database, client: Client, check_id: str, *, action: str, path: str, request_id: str | None
 ) -> repository.StoredCheck:
-    """A stored check of this client (audited); anything else is the same 404."""
+    """A stored check of this client, as first answered (audited); anything else is the same 404."""
     found = _check_time(check_id)
     stored = None
     if found is not None:
@@ -689,10 +690,34 @@ async def read_check(
             )
     if stored is None:
         raise NotFound(_NOT_FOUND_DETAIL)
+    return stored
+
+
+async def read_check(
+    db: Database, client: Client, check_id: str, *, action: str, path: str, request_id: str | None
+) -> repository.StoredCheck:
+    """GET /v1/checks/{check_id}: the stored check as this client may see it now (audited)."""
+    stored = await _stored_check(db, client, check_id, action=action, path=path, request_id=request_id)
     if not client.sees_pii:
         # Stored as first answered; a client that has lost `pii:read` since sees it masked.
         stored = dataclasses.replace(stored, response=dumps(mask_check_body(json.loads(stored.response))))
     return stored
+
+
+async def check_report(
+    db: Database, client: Client, check_id: str, *, path: str, request_id: str | None
+) -> str:
+    """GET /v1/checks/{check_id}/report: the printable report (audited as `check.report`), always masked: the
+    contract unmasks personal data for `pii:read` in responses only, never in a report."""
+    stored = await _stored_check(
+        db, client, check_id, action="check.report", path=path, request_id=request_id
+    )
+    return render_report(
+        mask_check_body(json.loads(stored.response)),
+        operator=stored.operator,
+        business_ref=stored.business_ref,
+        department=stored.department,
+    )
 
 
 # --- catalogue reads -------------------------------------------------------------------------------------
