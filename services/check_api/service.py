@@ -382,12 +382,15 @@ async def run_checks(
         check_date,
     )
     if records[0].catalogue_version != catalogue.version:
-        # An import landed since the cache was filled: answer with the catalogue the lists were read with.
+        # An import landed since the cache was filled: reload. The reload reads the catalogue as it is now,
+        # which may be newer still than the version the match query saw; the answer and the stored check name
+        # the version actually used (below), never one the measures did not come from.
         catalogue = await cache.at_version(conn, records[0].catalogue_version)
         if ctx.item_code not in catalogue.items:
             raise UnknownItem(f"the catalogue has no item {ctx.item_code[:64]!r}")
         ensure_item_department(ctx.client, catalogue.items[ctx.item_code].department)
     item = catalogue.items[ctx.item_code]
+    catalogue_version = str(catalogue.version)
     hmac_key = ctx.settings.pii_hmac_key.get_secret_value().encode()
     checked_at_text = checked_at.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
     item_ref = {"code": item.code, "name": item.name, "department": item.department}
@@ -415,7 +418,7 @@ async def run_checks(
             "suspended_measures": result.suspended,
             "withheld_incentives": result.withheld,
             "clean_record_years": result.clean_record_years,
-            "data_version": {"lists": str(record.lists_version), "catalogue": str(record.catalogue_version)},
+            "data_version": {"lists": str(record.lists_version), "catalogue": catalogue_version},
             "feedback_due_on": result.feedback_due_on.isoformat() if result.feedback_due_on else None,
         }
         view = body if ctx.client.sees_pii else mask_check_body(body)
@@ -433,7 +436,7 @@ async def run_checks(
         business_ref=ctx.business_ref,
         batch_id=batch_id,
         lists_version=records[0].lists_version,
-        catalogue_version=records[0].catalogue_version,
+        catalogue_version=catalogue.version,
         path=ctx.path,
         request_id=ctx.request_id,
     )

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.check_api import service
+from services.check_api import repository, service
 from services.check_api.catalogue_cache import CatalogueCache, catalogue_cache
 from services.check_api.schemas import BatchSubjectIn, SubjectIn
 from shared.api.auth import Client
@@ -399,6 +399,44 @@ async def test_a_new_catalogue_version_is_picked_up_without_a_restart(
     cached = catalogue_cache(app).current
     assert cached is not None
     assert cached.version == version
+
+
+async def test_the_data_version_names_the_catalogue_the_measures_came_from(
+    db: Database, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two imports race a check: the match query sees the first, the cache reload reads the second. The answer
+    and the stored check name the version the measures came from, not the one the match query saw."""
+    await load_demo_subjects(db)
+    assert (await _post(api, "I07", BEIJING)).status_code == 200  # the cache holds the demo catalogue
+
+    async def import_revision(content: str) -> int:
+        data = copy.deepcopy(demo_catalogue())
+        next(m for m in data["measures"] if m["code"] == "M01")["content"] = content
+        async with db.session() as session:
+            version = await write_catalogue(session, data, source="test")
+            await session.commit()
+        assert version is not None
+        return version
+
+    seen_by_match = await import_revision("依法限制参加政府采购活动（修订一）")
+    real_fetch = repository.fetch_matches
+    newer: list[int] = []
+
+    async def fetch_then_import(*args: Any, **kwargs: Any) -> Any:
+        records = await real_fetch(*args, **kwargs)
+        newer.append(await import_revision("依法限制参加政府采购活动（修订二）"))
+        return records
+
+    monkeypatch.setattr(repository, "fetch_matches", fetch_then_import)
+    body = (await _post(api, "I07", BEIJING)).json()
+    (used,) = newer
+    assert used > seen_by_match
+    assert body["measures"][0]["content"] == "依法限制参加政府采购活动（修订二）"
+    assert body["data_version"]["catalogue"] == str(used)
+    row = await _row(
+        db, "SELECT catalogue_version FROM checks WHERE check_id = $1", uuid.UUID(body["check_id"])
+    )
+    assert row["catalogue_version"] == used
 
 
 async def test_an_item_added_since_the_cache_was_filled_is_found(
