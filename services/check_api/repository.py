@@ -111,9 +111,11 @@ record AS (
                    AND e.listed_on <= $3 AND (e.expires_on IS NULL OR e.expires_on >= $3)) AS in_effect,
            max(CASE
                    WHEN e.status = 'ended' THEN
-                       -- Wrongly listed (objection upheld): never a record. Otherwise the earlier of the
-                       -- ending event and the natural expiry.
+                       -- Wrongly listed (objection upheld): never a record; nor is an entry that ended on or
+                       -- before the day it was to take effect (a future `listed_on`, removed before it). Else
+                       -- the earlier of the ending event and the natural expiry.
                        CASE WHEN e.end_reason <> 'objection_upheld'
+                                 AND least(e.ended_on, e.expires_on + 1) > e.listed_on
                             THEN least(e.ended_on, e.expires_on + 1) END
                    WHEN e.expires_on < $3 THEN e.expires_on + 1
                END) AS last_end
