@@ -37,27 +37,24 @@ subj AS (
     LEFT JOIN subject_aliases a ON g.kind IN ('org_code', 'registration_no') AND a.alias_code = g.code
 ),
 -- Every code the subject's own entries may be recorded under: the code, and the legacy codes of a USCC
--- (entries stored before their alias was known keep the legacy code).
+-- (entries stored before their alias was known keep the legacy code). An unmapped org code is only itself.
 subj_codes AS (
     SELECT idx, code FROM subj
     UNION
     SELECT s.idx, a.alias_code FROM subj s JOIN subject_aliases a ON a.uscc = s.code WHERE s.kind = 'uscc'
 ),
--- A USCC also matches entries recorded under its embedded organisation code (characters 9-17).
-subj_orgs AS (
-    SELECT idx, CASE kind WHEN 'uscc' THEN substr(code, 9, 9) ELSE code END AS org_code
-    FROM subj WHERE kind IN ('uscc', 'org_code')
-),
+-- The subject's own entries. A USCC also matches entries recorded under its embedded organisation code
+-- (characters 9-17), i.e. entries of kind org_code only: an entry recorded under another USCC embedding the
+-- same characters is another subject's. Each entry has one subject_code, so each is found once per subject
+-- (UNION drops the repeat when a known alias is the embedded code itself). Both lookups use the subject_code
+-- index.
 own AS (
-    SELECT DISTINCT ON (o.idx, o.entry_id) o.idx, o.entry_id, o.matched_code
-    FROM (
-        SELECT c.idx, e.entry_id, c.code AS matched_code, 0 AS pref
-        FROM subj_codes c JOIN list_entries e ON e.subject_code = c.code
-        UNION ALL
-        SELECT o.idx, e.entry_id, o.org_code, 1
-        FROM subj_orgs o JOIN list_entries e ON e.subject_org_code = o.org_code
-    ) o
-    ORDER BY o.idx, o.entry_id, o.pref
+    SELECT c.idx, e.entry_id, c.code AS matched_code
+    FROM subj_codes c JOIN list_entries e ON e.subject_code = c.code
+    UNION
+    SELECT s.idx, e.entry_id, e.subject_code
+    FROM subj s JOIN list_entries e ON e.subject_code = substr(s.code, 9, 9) AND e.subject_kind = 'org_code'
+    WHERE s.kind = 'uscc'
 ),
 persons AS (
     SELECT * FROM onecheck_check_persons($2::json)
