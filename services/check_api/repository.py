@@ -363,6 +363,45 @@ async def get_check(
     return StoredCheck(row["response"], row["operator"], row["business_ref"], row["department"])
 
 
+# An idempotent replay shows stored checks again: one `check.replay` audit row per check, its subject as the
+# check stored it (masked, with the HMAC of a natural person). checked_at bounds prune to the partitions.
+AUDIT_REPLAY_SQL = f"""
+INSERT INTO audit_log ({_AUDIT_COLUMNS})
+SELECT c.client_id, $5, c.operator, 'check.replay', 'POST', $6, $7, c.item_code, c.subject_code,
+       c.subject_hmac, c.check_id::text, $8,
+       jsonb_build_object('outcome', c.outcome, 'business_ref', c.business_ref, 'batch_id', c.batch_id::text)
+FROM checks c
+WHERE c.check_id = ANY($1::uuid[]) AND c.client_id = $2 AND c.checked_at >= $3 AND c.checked_at < $4
+"""
+
+
+async def audit_replay(
+    conn: asyncpg.Connection,
+    check_ids: Sequence[uuid.UUID],
+    client_id: uuid.UUID,
+    *,
+    between: tuple[dt.datetime, dt.datetime],
+    department: str,
+    path: str,
+    status: int,
+    request_id: str | None,
+) -> int:
+    """Audit rows for the stored checks `check_ids` of this client shown again; returns how many."""
+    margin = dt.timedelta(seconds=1)
+    result = await conn.execute(
+        AUDIT_REPLAY_SQL,
+        list(check_ids),
+        client_id,
+        between[0] - margin,
+        between[1] + margin,
+        department,
+        path,
+        status,
+        request_id,
+    )
+    return int(result.split()[-1])
+
+
 # --- the catalogue ---------------------------------------------------------------------------------------
 
 CATALOGUE_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM catalogue_versions"

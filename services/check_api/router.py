@@ -9,7 +9,13 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient, Client
 from shared.api.deps import DB
-from shared.api.idempotency import IDEMPOTENCY_KEY_DOC, RenderedJSON, idempotency_key, run_idempotent
+from shared.api.idempotency import (
+    IDEMPOTENCY_KEY_DOC,
+    RenderedJSON,
+    StoredAnswer,
+    idempotency_key,
+    run_idempotent,
+)
 from shared.db.engine import Database
 from shared.errors import OneCheckError, ValidationFailed
 from shared.settings import Settings
@@ -133,6 +139,9 @@ async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Re
             raise
         return 200, RenderedJSON(answer.text)
 
+    async def replay(stored: StoredAnswer) -> str:
+        return await service.replay_checks(db, ctx, stored, batch=False)
+
     return await run_idempotent(
         db,
         client,
@@ -140,6 +149,7 @@ async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Re
         key=idempotency_key(request),
         body=body,
         produce=produce,
+        on_replay=replay,
     )
 
 
@@ -169,6 +179,9 @@ async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Re
             raise
         return 200, RenderedJSON(answer.text)
 
+    async def replay(stored: StoredAnswer) -> str:
+        return await service.replay_checks(db, ctx, stored, batch=True)
+
     return await run_idempotent(
         db,
         client,
@@ -176,6 +189,7 @@ async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Re
         key=idempotency_key(request),
         body=body,
         produce=produce,
+        on_replay=replay,
     )
 
 

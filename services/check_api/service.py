@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from shared import audit
 from shared.api.auth import Client, ensure_item_department
-from shared.api.idempotency import canonical_hash
+from shared.api.idempotency import StoredAnswer, canonical_hash
 from shared.api.problems import problem_body
 from shared.audit import AuditRecord, subject_fields
 from shared.codes import (
@@ -657,6 +657,59 @@ async def audit_refused_check(
     """Record a refused `POST /v1/checks` (a subject) or `POST /v1/checks/batch` (the number of subjects)."""
     async with db.connection() as conn:
         await audit.record(conn, refusal_record(ctx, error, subject=subject, subjects=subjects))
+
+
+# --- idempotent replays (not the hot path: a replay stores no check) -------------------------------------
+
+
+async def replay_checks(db: Database, ctx: CheckContext, stored: StoredAnswer, *, batch: bool) -> str:
+    """The `on_replay` of POST /v1/checks (`batch=False`) and /v1/checks/batch: audits the replay, one
+    `check.replay` row per check it shows again (the subject masked as stored; a batch whose every result
+    was refused gets one row for the batch), and answers the stored body as the client may see it now:
+    masked if it lacks `pii:read`, even if it had it when first answered."""
+    body: dict[str, Any] = json.loads(stored.body)
+    checks = [r for r in body["results"] if "check_id" in r] if batch else [body]
+    ids = [uuid.UUID(c["check_id"]) for c in checks]
+    times = [uuid7_time(i) for i in ids]
+    async with db.connection() as conn:
+        written = 0
+        if ids:
+            written = await repository.audit_replay(
+                conn,
+                ids,
+                ctx.client.client_id,
+                between=(min(times), max(times)),
+                department=ctx.client.department,
+                path=ctx.path,
+                status=stored.status,
+                request_id=ctx.request_id,
+            )
+        if written == 0:
+            detail: dict[str, Any] = {"business_ref": ctx.business_ref}
+            if batch:
+                detail["batch_id"] = body.get("batch_id")
+            await audit.record(
+                conn,
+                AuditRecord(
+                    client_id=ctx.client.client_id,
+                    department=ctx.client.department,
+                    action="check.replay",
+                    operator=ctx.operator,
+                    method="POST",
+                    path=ctx.path,
+                    status=stored.status,
+                    item_code=ctx.item_code,
+                    object_id=body.get("batch_id") if batch else body.get("check_id"),
+                    request_id=ctx.request_id,
+                    detail=detail,
+                ),
+            )
+    if ctx.client.sees_pii:
+        return stored.body
+    if batch:
+        body["results"] = [mask_check_body(r) if "check_id" in r else r for r in body["results"]]
+        return dumps(body)
+    return dumps(mask_check_body(body))
 
 
 # --- reading checks --------------------------------------------------------------------------------------

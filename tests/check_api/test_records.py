@@ -297,6 +297,72 @@ async def test_an_idempotency_key_replays_the_first_answer(db: Database, api: ht
     assert await _count_checks(db) == 1
 
 
+async def test_a_replay_is_audited_with_the_masked_subject(
+    db: Database, api: httpx.AsyncClient, test_settings: Settings
+) -> None:
+    await load_demo_subjects(db)
+    headers = {"Idempotency-Key": "check-replay-audit"}
+    first = await api.post("/v1/checks", json=check_request("I12", CHEN), headers=headers)
+    again = await api.post("/v1/checks", json=check_request("I12", CHEN), headers=headers)
+    assert again.content == first.content
+    check_id = first.json()["check_id"]
+    rows = await _rows(db, "SELECT * FROM audit_log WHERE object_id = $1 ORDER BY id", check_id)
+    assert [(r["action"], r["method"], r["path"], r["status"]) for r in rows] == [
+        ("check.create", "POST", "/v1/checks", 200),
+        ("check.replay", "POST", "/v1/checks", 200),
+    ]
+    replay = rows[1]
+    digest = pii_hmac(CHEN, test_settings.pii_hmac_key.get_secret_value().encode())
+    assert (replay["subject_masked"], replay["subject_hmac"]) == ("310104********2469", digest)
+    assert replay["item_code"] == "I12"
+    assert replay["operator"] == "clerk-1"
+    assert replay["request_id"] == again.headers["x-request-id"]
+    assert replay["detail"]["business_ref"] == "SP-TEST-1"
+    assert CHEN not in str(dict(replay))
+    assert await _count_checks(db) == 1
+
+
+async def test_a_replay_to_a_client_that_lost_pii_read_is_masked(
+    db: Database, app: FastAPI, keys: Keys
+) -> None:
+    await load_demo_subjects(db)
+    headers = {"Idempotency-Key": "pii-replay"}
+    request = check_request("I12", CHEN, subject={"code": CHEN, "name": "陈某某"})
+    batch = {
+        "item_code": "I12",
+        "business_ref": "SP-TEST-2",
+        "operator": "clerk-1",
+        "subjects": [{"code": CHEN, "name": "陈某某"}, {"code": "91110105MA01ABCD5G"}, {"code": HANGZHOU}],
+    }
+    async with api_client(app, keys.pii) as api:
+        first = await api.post("/v1/checks", json=request, headers=headers)
+        first_batch = await api.post("/v1/checks/batch", json=batch, headers=headers)
+        assert first.json()["subject"]["code"] == CHEN
+        assert first_batch.json()["results"][0]["subject"]["code"] == CHEN
+        # Still pii:read: the stored answer byte for byte.
+        assert (await api.post("/v1/checks", json=request, headers=headers)).content == first.content
+        async with db.connection() as conn:
+            await conn.execute("UPDATE api_clients SET scopes = '{check}' WHERE name = 'platform-pii'")
+        again = await api.post("/v1/checks", json=request, headers=headers)
+        again_batch = await api.post("/v1/checks/batch", json=batch, headers=headers)
+    assert again.status_code == again_batch.status_code == 200
+    assert again.headers["idempotent-replayed"] == again_batch.headers["idempotent-replayed"] == "true"
+    for text in (again.text, again_batch.text):
+        assert CHEN not in text
+        assert "陈某某" not in text
+    body = again.json()
+    assert body == service.mask_check_body(first.json())
+    assert body["subject"]["code"] == "310104********2469"
+    assert body["matches"][0]["subject_name"] == "陈*"
+    person, problem, organisation = again_batch.json()["results"]
+    original = first_batch.json()["results"]
+    assert person == service.mask_check_body(original[0])
+    assert problem == original[1]
+    assert organisation == original[2]
+    assert again_batch.json()["batch_id"] == first_batch.json()["batch_id"]
+    assert await _count_checks(db) == 3
+
+
 async def test_a_failed_check_does_not_burn_its_idempotency_key(db: Database, api: httpx.AsyncClient) -> None:
     headers = {"Idempotency-Key": "k"}
     bad = await api.post("/v1/checks", json=check_request("I99", BEIJING), headers=headers)
