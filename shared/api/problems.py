@@ -217,7 +217,7 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "Problem",
-    "description": "RFC 9457 problem details with the contract's `code` (docs/check-api.md, Errors).",
+    "description": "RFC 9457 problem details with the contract's `code` (docs/errors.md).",
     "required": ["type", "title", "status", "detail", "code"],
     "properties": {
         "type": {"type": "string"},
