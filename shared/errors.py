@@ -23,9 +23,10 @@ from typing import Any, ClassVar
 
 
 class OneCheckError(Exception):
-    status: ClassVar[int] = 500
+    # The base itself answers like `Unavailable` (contract: never a bare 500; 503 comes with Retry-After).
+    status: ClassVar[int] = 503
     code: ClassVar[str] = "unavailable"
-    title: ClassVar[str] = "Internal error"
+    title: ClassVar[str] = "Service unavailable"
 
     def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -34,7 +35,7 @@ class OneCheckError(Exception):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {}
+        return {"Retry-After": "2"} if self.status == 503 else {}
 
 
 class ValidationFailed(OneCheckError):

@@ -139,9 +139,11 @@ class CatalogueCache:
         return self._catalogue if self._catalogue is not None else await self._load(conn, None)
 
     async def at_version(self, conn: asyncpg.Connection, version: int) -> Catalogue:
-        """The catalogue of `version` (the one a check query just saw): reloads if the cache holds another."""
+        """A catalogue at least as new as `version` (the one a check query just saw): the cached one if it is,
+        else the current one, reloaded, which may be newer still. Callers report the `version` of what they
+        get, never the one they asked for."""
         cached = self._catalogue
-        if cached is not None and cached.version == version:
+        if cached is not None and cached.version >= version:
             return cached
         return await self._load(conn, version)
 
@@ -152,8 +154,8 @@ class CatalogueCache:
     async def _load(self, conn: asyncpg.Connection, wanted: int | None) -> Catalogue:
         async with self._lock:
             cached = self._catalogue
-            # Another request may have loaded it while this one waited.
-            if cached is not None and (wanted is None or cached.version == wanted):
+            # Another request may have loaded it (or a newer one) while this one waited.
+            if cached is not None and (wanted is None or cached.version >= wanted):
                 return cached
             catalogue = Catalogue.from_snapshot(await repository.load_catalogue(conn))
             self._catalogue = catalogue

@@ -25,7 +25,8 @@ from shared.models import Item, ListType, Memorandum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# Column → what it holds. The first fifteen are the agreed headers; the last four are ours (see the docs).
+# Column → what it holds. The first fifteen are the agreed headers (AGREED_COLUMNS); the last four are ours
+# and optional: a file with exactly the fifteen imports (see the docs).
 COLUMNS: dict[str, str] = {
     "措施编号": "measure code (unique; the key that ties rows of one measure together)",
     "措施名称": "short title of the measure (not stored; used as 措施内容 when that is empty)",
@@ -42,11 +43,13 @@ COLUMNS: dict[str, str] = {
     "事项名称": "item name",
     "关联科室": "the item's responsible section",
     "适用对象": "targets this item applies the measure to for this list type (this decides what a check does)",
-    "奖惩类型": "激励 (incentive) or 惩戒 (penalty)",
+    "奖惩类型": "激励 (incentive) or 惩戒 (penalty); empty or absent: from the list type (red 激励, black/watch 惩戒)",
     "是否必须": "是 (mandatory, 依法必须) or 否 (advisory, 参考); empty: 是 for penalties, 否 for incentives",
     "事项类型": "item type, e.g. 行政许可 (required for an item not yet in the catalogue)",
     "事项实施部门": "the item's department, compared exactly with a client's department (required for a new item)",
 }
+AGREED_COLUMNS = tuple(COLUMNS)[:15]
+# The header must have these (all among the agreed fifteen); every other column may be left out.
 REQUIRED_COLUMNS = (
     "措施编号",
     "措施类别",
@@ -57,7 +60,6 @@ REQUIRED_COLUMNS = (
     "权责事项编码",
     "事项名称",
     "适用对象",
-    "奖惩类型",
 )
 MAX_TEXT = 4000
 MAX_ROWS = 100_000
@@ -86,6 +88,8 @@ _TARGET_WORDS: dict[str, str] = {
 }
 _TARGET_SPLIT = re.compile(r"[、,，;；/|·・\s]+")
 _KINDS = {"激励": "incentive", "惩戒": "penalty", "incentive": "incentive", "penalty": "penalty"}
+# An incentive follows a red list, a penalty a black or watch list (also the kind of a row without 奖惩类型).
+_KIND_OF_LIST = {"red": "incentive", "black": "penalty", "watch": "penalty"}
 _YES = {"是", "必须", "y", "yes", "true", "1"}
 _NO = {"否", "参考", "n", "no", "false", "0"}
 _CODE = re.compile(r"^\S{1,64}$")
@@ -195,6 +199,7 @@ class _Context:
     list_types: Mapping[str, str]  # code → kind
     memoranda: Mapping[str, str]  # code or title → code
     items: Mapping[str, dict[str, Any]]  # existing items by code
+    columns: frozenset[str] = frozenset()  # the file's header
     problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def bad(self, line: int, msg: str) -> None:
@@ -247,13 +252,16 @@ def _validate_row(
     if row["奖惩类型"] and kind is None:
         ctx.bad(line, f"奖惩类型: {row['奖惩类型'][:40]!r} is neither 激励 nor 惩戒")
     # An incentive follows a red list and a penalty a black or watch list: anything else is a mistake that
-    # would reward the untrustworthy or punish the trustworthy.
-    if kind and list_kind and (kind == "incentive") != (list_kind == "red"):
+    # would reward the untrustworthy or punish the trustworthy. Not given, the list type says which it is.
+    implied = _KIND_OF_LIST.get(list_kind) if list_kind else None
+    if kind and implied and kind != implied:
         ctx.bad(
             line,
             f"奖惩类型 {row['奖惩类型']} does not fit list type {list_type} ({list_kind} list): "
             "incentives go with red lists, penalties with black and watch lists",
         )
+    if not row["奖惩类型"]:
+        kind = implied
     mandatory: bool | None = None
     flag = row["是否必须"].lower()
     if flag in _YES:
@@ -278,10 +286,14 @@ def _validate_row(
     existing = ctx.items.get(item_code, {})
     item_type = row["事项类型"] or existing.get("type", "")
     department = row["事项实施部门"] or existing.get("department", "")
-    if item_code and not item_type:
-        ctx.bad(line, "事项类型: required for an item not yet in the catalogue")
-    if item_code and not department:
-        ctx.bad(line, "事项实施部门: required for an item not yet in the catalogue")
+    for name, value in (("事项类型", item_type), ("事项实施部门", department)):
+        if item_code and not value:
+            # Only a new item needs these; an item the catalogue has keeps its own when they are empty.
+            hint = "" if name in ctx.columns else f" (add a {name} column)"
+            ctx.bad(
+                line,
+                f"{name}: required for a new item ({item_code[:40]!r} is not in the catalogue yet){hint}",
+            )
     if len(ctx.problems) > before:
         return None
     measure = {
@@ -348,6 +360,7 @@ def parse_catalogue(rows: Iterator[tuple[int, list[str]]], ctx: _Context) -> tup
                 ctx.bad(line, f"missing column(s): {', '.join(missing)}")
             if unknown or missing:
                 break
+            ctx.columns = frozenset(c for c in header if c)
             continue
         count += 1
         if count > MAX_ROWS:
@@ -360,7 +373,12 @@ def parse_catalogue(rows: Iterator[tuple[int, list[str]]], ctx: _Context) -> tup
         first = measures.setdefault(measure["code"], (line, measure))
         if first[1] != measure:
             diff = ", ".join(_differences(first[1], measure, _MEASURE_LABELS))
-            ctx.bad(line, f"措施编号 {measure['code']}: {diff} differ from line {first[0]}")
+            note = (
+                ": one measure is either an incentive (red lists) or a penalty (black and watch lists)"
+                if first[1]["kind"] != measure["kind"]
+                else ""
+            )
+            ctx.bad(line, f"措施编号 {measure['code']}: {diff} differ from line {first[0]}{note}")
         first_item = items.setdefault(item["code"], (line, item))
         if first_item[1] != item:
             diff = ", ".join(_differences(first_item[1], item, _ITEM_LABELS))
@@ -430,4 +448,4 @@ async def import_catalogue_file(session: AsyncSession, filename: str, data: byte
     return ImportResult(version=version, rows=rows, counts=counts)
 
 
-__all__ = ["COLUMNS", "CatalogueImportError", "ImportResult", "import_catalogue_file"]
+__all__ = ["AGREED_COLUMNS", "COLUMNS", "CatalogueImportError", "ImportResult", "import_catalogue_file"]

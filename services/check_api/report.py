@@ -1,19 +1,18 @@
 """The printable check report (信用核查报告): Jinja2, autoescaped, A4 print CSS.
 
-Rendered from the stored answer (already masked for a client without `pii:read`), so the report says exactly
-what the business system was told.
+Rendered from the stored answer, always masked (`service.mask_check_body`): the contract masks citizen IDs and
+natural persons' names in every report, whatever the client's scopes (`pii:read` unmasks responses only). A
+printed report travels further than an answer, into paper files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
-
-from services.check_api.repository import StoredCheck
 
 OUTCOME_LABELS = {
     "clear": "未发现相关名单记录",
@@ -68,8 +67,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_report(stored: StoredCheck) -> str:
-    check: dict[str, Any] = json.loads(stored.response)
+def render_report(check: Mapping[str, Any], *, operator: str, business_ref: str, department: str) -> str:
+    """The report of a check body; the caller passes the body masked."""
     template = _environment().get_template("report.html")
     entry_labels = {m["entry_id"]: f"{m['list']['name']}（{m['decision_no']}）" for m in check["matches"]}
     checked_at = dt.datetime.fromisoformat(check["checked_at"])
@@ -77,7 +76,7 @@ def render_report(stored: StoredCheck) -> str:
         check=check,
         checked_at_display=f"{checked_at:%Y年%m月%d日 %H:%M:%S}（北京时间）",
         entry_labels=entry_labels,
-        operator=stored.operator,
-        business_ref=stored.business_ref,
-        department=stored.department,
+        operator=operator,
+        business_ref=business_ref,
+        department=department,
     )

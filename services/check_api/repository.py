@@ -37,27 +37,24 @@ subj AS (
     LEFT JOIN subject_aliases a ON g.kind IN ('org_code', 'registration_no') AND a.alias_code = g.code
 ),
 -- Every code the subject's own entries may be recorded under: the code, and the legacy codes of a USCC
--- (entries stored before their alias was known keep the legacy code).
+-- (entries stored before their alias was known keep the legacy code). An unmapped org code is only itself.
 subj_codes AS (
     SELECT idx, code FROM subj
     UNION
     SELECT s.idx, a.alias_code FROM subj s JOIN subject_aliases a ON a.uscc = s.code WHERE s.kind = 'uscc'
 ),
--- A USCC also matches entries recorded under its embedded organisation code (characters 9-17).
-subj_orgs AS (
-    SELECT idx, CASE kind WHEN 'uscc' THEN substr(code, 9, 9) ELSE code END AS org_code
-    FROM subj WHERE kind IN ('uscc', 'org_code')
-),
+-- The subject's own entries. A USCC also matches entries recorded under its embedded organisation code
+-- (characters 9-17), i.e. entries of kind org_code only: an entry recorded under another USCC embedding the
+-- same characters is another subject's. Each entry has one subject_code, so each is found once per subject
+-- (UNION drops the repeat when a known alias is the embedded code itself). Both lookups use the subject_code
+-- index.
 own AS (
-    SELECT DISTINCT ON (o.idx, o.entry_id) o.idx, o.entry_id, o.matched_code
-    FROM (
-        SELECT c.idx, e.entry_id, c.code AS matched_code, 0 AS pref
-        FROM subj_codes c JOIN list_entries e ON e.subject_code = c.code
-        UNION ALL
-        SELECT o.idx, e.entry_id, o.org_code, 1
-        FROM subj_orgs o JOIN list_entries e ON e.subject_org_code = o.org_code
-    ) o
-    ORDER BY o.idx, o.entry_id, o.pref
+    SELECT c.idx, e.entry_id, c.code AS matched_code
+    FROM subj_codes c JOIN list_entries e ON e.subject_code = c.code
+    UNION
+    SELECT s.idx, e.entry_id, e.subject_code
+    FROM subj s JOIN list_entries e ON e.subject_code = substr(s.code, 9, 9) AND e.subject_kind = 'org_code'
+    WHERE s.kind = 'uscc'
 ),
 persons AS (
     SELECT * FROM onecheck_check_persons($2::json)
@@ -113,9 +110,11 @@ record AS (
                    AND e.listed_on <= $3 AND (e.expires_on IS NULL OR e.expires_on >= $3)) AS in_effect,
            max(CASE
                    WHEN e.status = 'ended' THEN
-                       -- Wrongly listed (objection upheld): never a record. Otherwise the earlier of the
-                       -- ending event and the natural expiry.
+                       -- Wrongly listed (objection upheld): never a record; nor is an entry that ended on or
+                       -- before the day it was to take effect (a future `listed_on`, removed before it). Else
+                       -- the earlier of the ending event and the natural expiry.
                        CASE WHEN e.end_reason <> 'objection_upheld'
+                                 AND least(e.ended_on, e.expires_on + 1) > e.listed_on
                             THEN least(e.ended_on, e.expires_on + 1) END
                    WHEN e.expires_on < $3 THEN e.expires_on + 1
                END) AS last_end
@@ -364,6 +363,45 @@ async def get_check(
     if row is None:
         return None
     return StoredCheck(row["response"], row["operator"], row["business_ref"], row["department"])
+
+
+# An idempotent replay shows stored checks again: one `check.replay` audit row per check, its subject as the
+# check stored it (masked, with the HMAC of a natural person). checked_at bounds prune to the partitions.
+AUDIT_REPLAY_SQL = f"""
+INSERT INTO audit_log ({_AUDIT_COLUMNS})
+SELECT c.client_id, $5, c.operator, 'check.replay', 'POST', $6, $7, c.item_code, c.subject_code,
+       c.subject_hmac, c.check_id::text, $8,
+       jsonb_build_object('outcome', c.outcome, 'business_ref', c.business_ref, 'batch_id', c.batch_id::text)
+FROM checks c
+WHERE c.check_id = ANY($1::uuid[]) AND c.client_id = $2 AND c.checked_at >= $3 AND c.checked_at < $4
+"""
+
+
+async def audit_replay(
+    conn: asyncpg.Connection,
+    check_ids: Sequence[uuid.UUID],
+    client_id: uuid.UUID,
+    *,
+    between: tuple[dt.datetime, dt.datetime],
+    department: str,
+    path: str,
+    status: int,
+    request_id: str | None,
+) -> int:
+    """Audit rows for the stored checks `check_ids` of this client shown again; returns how many."""
+    margin = dt.timedelta(seconds=1)
+    result = await conn.execute(
+        AUDIT_REPLAY_SQL,
+        list(check_ids),
+        client_id,
+        between[0] - margin,
+        between[1] + margin,
+        department,
+        path,
+        status,
+        request_id,
+    )
+    return int(result.split()[-1])
 
 
 # --- the catalogue ---------------------------------------------------------------------------------------

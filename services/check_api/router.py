@@ -9,7 +9,13 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from shared.api.auth import AnyClient, CatalogueWriter, CheckClient, Client
 from shared.api.deps import DB
-from shared.api.idempotency import IDEMPOTENCY_KEY_DOC, RenderedJSON, idempotency_key, run_idempotent
+from shared.api.idempotency import (
+    IDEMPOTENCY_KEY_DOC,
+    RenderedJSON,
+    StoredAnswer,
+    idempotency_key,
+    run_idempotent,
+)
 from shared.api.openapi import ExampleBook, openapi_extra
 from shared.db.engine import Database
 from shared.errors import OneCheckError, ValidationFailed
@@ -18,7 +24,6 @@ from shared.settings import Settings
 from services.check_api import service
 from services.check_api.catalogue_cache import catalogue_cache
 from services.check_api.catalogue_import import CatalogueImportError, import_catalogue_file
-from services.check_api.report import render_report
 from services.check_api.schemas import (
     BatchIn,
     BatchOut,
@@ -148,6 +153,9 @@ async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Re
             raise
         return 200, RenderedJSON(answer.text)
 
+    async def replay(stored: StoredAnswer) -> str:
+        return await service.replay_checks(db, ctx, stored, batch=False)
+
     return await run_idempotent(
         db,
         client,
@@ -155,6 +163,7 @@ async def post_check(body: CheckIn, request: Request, client: CheckClient) -> Re
         key=idempotency_key(request),
         body=body,
         produce=produce,
+        on_replay=replay,
     )
 
 
@@ -187,6 +196,9 @@ async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Re
             raise
         return 200, RenderedJSON(answer.text)
 
+    async def replay(stored: StoredAnswer) -> str:
+        return await service.replay_checks(db, ctx, stored, batch=True)
+
     return await run_idempotent(
         db,
         client,
@@ -194,6 +206,7 @@ async def post_batch(body: BatchIn, request: Request, client: CheckClient) -> Re
         key=idempotency_key(request),
         body=body,
         produce=produce,
+        on_replay=replay,
     )
 
 
@@ -226,20 +239,17 @@ async def get_check(check_id: CheckIdPath, request: Request, client: CheckClient
     description="The check report (信用核查报告) to print and keep with the approval file: item, department, "
     "subject, every match with its list, reason, decision number and dates, every measure with its content "
     "and legal basis, suspended measures, withheld incentives, check id, time, operator and data versions. "
-    "HTML in Chinese with an A4 print layout. The read is audited (`check.report`).",
+    "HTML in Chinese with an A4 print layout. The read is audited (`check.report`). Citizen IDs and natural "
+    "persons' names are always masked in the report, even for a client with `pii:read` (which unmasks JSON "
+    "answers only).",
     response_class=HTMLResponse,
     responses={**EX.success(200, "report", description="The report (HTML)"), **_READ_ERRORS},
 )
 async def get_report(check_id: CheckIdPath, request: Request, client: CheckClient, db: DB) -> HTMLResponse:
-    stored = await service.read_check(
-        db,
-        client,
-        check_id,
-        action="check.report",
-        path="/v1/checks/{check_id}/report",
-        request_id=_request_id(request),
+    report = await service.check_report(
+        db, client, check_id, path="/v1/checks/{check_id}/report", request_id=_request_id(request)
     )
-    return HTMLResponse(render_report(stored))
+    return HTMLResponse(report)
 
 
 # --- catalogue -------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 from shared import audit
 from shared.api.auth import Client, ensure_item_department
-from shared.api.idempotency import canonical_hash
+from shared.api.idempotency import StoredAnswer, canonical_hash
 from shared.api.problems import problem_body
 from shared.audit import AuditRecord, subject_fields
 from shared.codes import (
@@ -39,6 +39,7 @@ from shared.settings import Settings
 
 from services.check_api import repository
 from services.check_api.catalogue_cache import Catalogue, CatalogueCache, Item
+from services.check_api.report import render_report
 from services.check_api.repository import CheckRows, SubjectQuery, SubjectRecord
 from services.check_api.schemas import BatchSubjectIn, RelatedPersonIn, SubjectIn
 
@@ -383,12 +384,15 @@ async def run_checks(
         check_date,
     )
     if records[0].catalogue_version != catalogue.version:
-        # An import landed since the cache was filled: answer with the catalogue the lists were read with.
+        # An import landed since the cache was filled: reload. The reload reads the catalogue as it is now,
+        # which may be newer still than the version the match query saw; the answer and the stored check name
+        # the version actually used (below), never one the measures did not come from.
         catalogue = await cache.at_version(conn, records[0].catalogue_version)
         if ctx.item_code not in catalogue.items:
             raise UnknownItem(f"the catalogue has no item {ctx.item_code[:64]!r}")
         ensure_item_department(ctx.client, catalogue.items[ctx.item_code].department)
     item = catalogue.items[ctx.item_code]
+    catalogue_version = str(catalogue.version)
     hmac_key = ctx.settings.pii_hmac_key.get_secret_value().encode()
     checked_at_text = checked_at.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
     item_ref = {"code": item.code, "name": item.name, "department": item.department}
@@ -416,7 +420,7 @@ async def run_checks(
             "suspended_measures": result.suspended,
             "withheld_incentives": result.withheld,
             "clean_record_years": result.clean_record_years,
-            "data_version": {"lists": str(record.lists_version), "catalogue": str(record.catalogue_version)},
+            "data_version": {"lists": str(record.lists_version), "catalogue": catalogue_version},
             "feedback_due_on": result.feedback_due_on.isoformat() if result.feedback_due_on else None,
         }
         view = body if ctx.client.sees_pii else mask_check_body(body)
@@ -434,7 +438,7 @@ async def run_checks(
         business_ref=ctx.business_ref,
         batch_id=batch_id,
         lists_version=records[0].lists_version,
-        catalogue_version=records[0].catalogue_version,
+        catalogue_version=catalogue.version,
         path=ctx.path,
         request_id=ctx.request_id,
     )
@@ -657,6 +661,59 @@ async def audit_refused_check(
         await audit.record(conn, refusal_record(ctx, error, subject=subject, subjects=subjects))
 
 
+# --- idempotent replays (not the hot path: a replay stores no check) -------------------------------------
+
+
+async def replay_checks(db: Database, ctx: CheckContext, stored: StoredAnswer, *, batch: bool) -> str:
+    """The `on_replay` of POST /v1/checks (`batch=False`) and /v1/checks/batch: audits the replay, one
+    `check.replay` row per check it shows again (the subject masked as stored; a batch whose every result
+    was refused gets one row for the batch), and answers the stored body as the client may see it now:
+    masked if it lacks `pii:read`, even if it had it when first answered."""
+    body: dict[str, Any] = json.loads(stored.body)
+    checks = [r for r in body["results"] if "check_id" in r] if batch else [body]
+    ids = [uuid.UUID(c["check_id"]) for c in checks]
+    times = [uuid7_time(i) for i in ids]
+    async with db.connection() as conn:
+        written = 0
+        if ids:
+            written = await repository.audit_replay(
+                conn,
+                ids,
+                ctx.client.client_id,
+                between=(min(times), max(times)),
+                department=ctx.client.department,
+                path=ctx.path,
+                status=stored.status,
+                request_id=ctx.request_id,
+            )
+        if written == 0:
+            detail: dict[str, Any] = {"business_ref": ctx.business_ref}
+            if batch:
+                detail["batch_id"] = body.get("batch_id")
+            await audit.record(
+                conn,
+                AuditRecord(
+                    client_id=ctx.client.client_id,
+                    department=ctx.client.department,
+                    action="check.replay",
+                    operator=ctx.operator,
+                    method="POST",
+                    path=ctx.path,
+                    status=stored.status,
+                    item_code=ctx.item_code,
+                    object_id=body.get("batch_id") if batch else body.get("check_id"),
+                    request_id=ctx.request_id,
+                    detail=detail,
+                ),
+            )
+    if ctx.client.sees_pii:
+        return stored.body
+    if batch:
+        body["results"] = [mask_check_body(r) if "check_id" in r else r for r in body["results"]]
+        return dumps(body)
+    return dumps(mask_check_body(body))
+
+
 # --- reading checks --------------------------------------------------------------------------------------
 
 
@@ -670,10 +727,10 @@ def _check_time(check_id: str) -> tuple[uuid.UUID, dt.datetime] | None:
         return None
 
 
-async def read_check(
+async def _stored_check(
     db: Database, client: Client, check_id: str, *, action: str, path: str, request_id: str | None
 ) -> repository.StoredCheck:
-    """A stored check of this client (audited); anything else is the same 404."""
+    """A stored check of this client, as first answered (audited); anything else is the same 404."""
     found = _check_time(check_id)
     stored = None
     if found is not None:
@@ -691,10 +748,34 @@ async def read_check(
             )
     if stored is None:
         raise NotFound(_NOT_FOUND_DETAIL)
+    return stored
+
+
+async def read_check(
+    db: Database, client: Client, check_id: str, *, action: str, path: str, request_id: str | None
+) -> repository.StoredCheck:
+    """GET /v1/checks/{check_id}: the stored check as this client may see it now (audited)."""
+    stored = await _stored_check(db, client, check_id, action=action, path=path, request_id=request_id)
     if not client.sees_pii:
         # Stored as first answered; a client that has lost `pii:read` since sees it masked.
         stored = dataclasses.replace(stored, response=dumps(mask_check_body(json.loads(stored.response))))
     return stored
+
+
+async def check_report(
+    db: Database, client: Client, check_id: str, *, path: str, request_id: str | None
+) -> str:
+    """GET /v1/checks/{check_id}/report: the printable report (audited as `check.report`), always masked: the
+    contract unmasks personal data for `pii:read` in responses only, never in a report."""
+    stored = await _stored_check(
+        db, client, check_id, action="check.report", path=path, request_id=request_id
+    )
+    return render_report(
+        mask_check_body(json.loads(stored.response)),
+        operator=stored.operator,
+        business_ref=stored.business_ref,
+        department=stored.department,
+    )
 
 
 # --- catalogue reads -------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ winner runs, then stores its 2xx answer; a loser sees the same body → the stor
 
 An `in_flight` row older than `STALE_AFTER` (its process died between its write and its answer) may be taken
 over; that small window is the price of keeping the check's own transaction free of the key bookkeeping.
+
+A replay is still a request: a route that must audit it, or show it as the client may see it *now* (masked
+after the client lost `pii:read`), passes `on_replay`, which receives the stored answer and returns the text
+to send. Without it the stored text is sent as it is.
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ class StoredAnswer:
     body: str  # the exact JSON text first answered
 
 
+# Called with the stored answer of a replayed request; returns the JSON text to send (same status).
+ReplayHook = Callable[[StoredAnswer], Awaitable[str]]
+
+
 async def _claim(
     db: Database, client: Client, route: str, key: str, request_hash: str
 ) -> StoredAnswer | None:
@@ -157,9 +165,11 @@ async def run_idempotent(
     body: Any,
     produce: Callable[[], Awaitable[tuple[int, Any]]],
     headers: dict[str, str] | None = None,
+    on_replay: ReplayHook | None = None,
 ) -> Response:
     """Run `produce` (returning status and a JSON-able body or RenderedJSON) at most once per (client, route,
-    key). `body` is the request body the key is bound to; a pydantic model is dumped only when a key is given."""
+    key). `body` is the request body the key is bound to; a pydantic model is dumped only when a key is given.
+    A replay sends `await on_replay(stored)` when given (audit it there), else the stored text."""
     if key is None:
         status, answer = await produce()
         return _response(status, answer, headers)
@@ -176,7 +186,7 @@ async def run_idempotent(
     stored = await _claim(db, client, route, key, canonical_hash(body))
     if stored is not None:
         return Response(
-            stored.body,
+            stored.body if on_replay is None else await on_replay(stored),
             status_code=stored.status,
             media_type="application/json",
             headers={**(headers or {}), "Idempotent-Replayed": "true"},

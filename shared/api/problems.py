@@ -29,7 +29,11 @@ log = logging.getLogger("onecheck.errors")
 PROBLEM_TYPE_BASE = "/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-# Database trouble a client can retry: answered 503 with Retry-After, never 500.
+# Seconds a client is told to wait (Retry-After) after an error it could not have avoided.
+UNEXPECTED_RETRY_AFTER = 2
+
+# Database trouble a client can retry: logged as a warning (a bug is logged as an error with its traceback);
+# either way the answer is 503 `unavailable` with Retry-After, never a 500.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -151,19 +155,22 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def unexpected_error_response(exc: BaseException, *, method: str, route: str) -> JSONResponse:
-    """503 `unavailable` with Retry-After for a database the client can wait for, else a bare 500 problem;
-    the traceback goes to the log only (with the route template: a raw path can carry a subject code)."""
+    """503 `unavailable` with Retry-After, never a bare 500 (contract: Errors). A database the client can wait
+    for is logged as a warning; anything else (a bug) as an error with its traceback, server-side only (with
+    the route template: a raw path can carry a subject code). The client sees neither."""
     if _is_transient(exc):
         log.warning("database unavailable on %s %s: %s", method, route, type(exc).__name__)
-        return problem(
-            503,
-            "unavailable",
-            "Service unavailable",
-            "the database is unavailable; retry shortly",
-            headers={"Retry-After": "2"},
-        )
-    log.error("unexpected error on %s %s", method, route, exc_info=exc)
-    return problem(500, "unavailable", "Internal error", "an unexpected error occurred; it has been logged")
+        detail = "the database is unavailable; retry shortly"
+    else:
+        log.error("unexpected error on %s %s", method, route, exc_info=exc)
+        detail = "the service could not answer this request; it has been logged, retry shortly"
+    return problem(
+        503,
+        "unavailable",
+        "Service unavailable",
+        detail,
+        headers={"Retry-After": str(UNEXPECTED_RETRY_AFTER)},
+    )
 
 
 def _route(scope: Scope) -> str:
@@ -211,7 +218,7 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "Problem",
-    "description": "RFC 9457 problem details with the contract's `code` (docs/check-api.md, Errors).",
+    "description": "RFC 9457 problem details with the contract's `code` (docs/errors.md).",
     "required": ["type", "title", "status", "detail", "code"],
     "properties": {
         "type": {"type": "string", "description": "`/problems/<code>`, relative to the service."},

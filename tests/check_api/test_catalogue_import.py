@@ -17,7 +17,12 @@ import pytest
 from fastapi import FastAPI
 from openpyxl import Workbook
 
-from services.check_api.catalogue_import import COLUMNS, CatalogueImportError, import_catalogue_file
+from services.check_api.catalogue_import import (
+    AGREED_COLUMNS,
+    COLUMNS,
+    CatalogueImportError,
+    import_catalogue_file,
+)
 from shared.db.engine import Database
 from shared.demo import demo_catalogue
 from tests.builders import load_demo_subjects, make_client
@@ -195,6 +200,106 @@ async def test_xlsx_bad_rows_have_their_row_numbers(db: Database) -> None:
     assert refused.value.problems == [{"line": 4, "msg": "名单类型编码: unknown list type 'LT99'"}]
 
 
+def _only(rows: list[list[str]], columns: tuple[str, ...]) -> list[list[str]]:
+    """`rows` with just `columns`, in that order."""
+    return [[row[HEADER.index(c)] for c in columns] for row in rows]
+
+
+async def _measure_rows(db: Database) -> dict[str, tuple[str, bool]]:
+    async with db.connection() as conn:
+        return {r["code"]: (r["kind"], r["mandatory"]) for r in await conn.fetch("SELECT * FROM measures")}
+
+
+def test_the_agreed_columns_are_the_fifteen_of_the_issue() -> None:
+    assert AGREED_COLUMNS == (
+        "措施编号",
+        "措施名称",
+        "措施类别",
+        "措施性质",
+        "措施内容",
+        "激励/惩戒对象",
+        "实施部门",
+        "相关依据",
+        "依据层级",
+        "备忘录",
+        "名单类型编码",
+        "权责事项编码",
+        "事项名称",
+        "关联科室",
+        "适用对象",
+    )
+
+
+async def test_a_file_with_exactly_the_fifteen_agreed_headers_imports(db: Database) -> None:
+    """No 奖惩类型, 是否必须, 事项类型 or 事项实施部门: the kind comes from the list type (red → incentive,
+    black and watch → penalty), 是否必须 from the kind, and the items (all known) keep their type and department."""
+    demo_mapping = await _mapping(db)
+    demo_measures = await _measure_rows(db)
+    rows = _only(template_rows(), AGREED_COLUMNS)
+    assert rows[0] == list(AGREED_COLUMNS)
+    await _edit_and_import_something_else(db)
+    result = await _import(db, "agreed.csv", to_csv(rows, bom=True))
+    assert result.version is not None
+    assert result.counts == {"measures": 23, "items": 12, "mappings": 53}
+    assert await _mapping(db) == demo_mapping
+    measures = await _measure_rows(db)
+    used = {m for (_, _, m, _) in demo_mapping}
+    for code in used:
+        kind = demo_measures[code][0]
+        assert measures[code] == (kind, kind == "penalty"), code
+    assert {measures[c][0] for c in used} == {"incentive", "penalty"}
+    async with db.connection() as conn:
+        items = {r["code"]: (r["type"], r["department"]) for r in await conn.fetch("SELECT * FROM items")}
+    assert items["I07"] == ("其他权力/公共服务", "财政局(政府采购监管) / 采购人")
+    # The same file as XLSX.
+    again = await _import(db, "agreed.xlsx", to_xlsx(rows))
+    assert again.version is None
+
+
+async def test_without_its_kind_a_measure_under_a_red_and_a_black_list_is_refused(db: Database) -> None:
+    rows = _only(template_rows(), AGREED_COLUMNS)
+    red = next(i for i, r in enumerate(rows, start=1) if r[0] == "M28")
+    problems = await _refused(db, [*rows, [*rows[red - 1][:10], "LT01", *rows[red - 1][11:]]])
+    assert problems == [
+        {
+            "line": len(rows) + 1,
+            "msg": f"措施编号 M28: 奖惩类型, 是否必须 differ from line {red}: one measure is either an incentive "
+            "(red lists) or a penalty (black and watch lists)",
+        }
+    ]
+
+
+async def test_a_given_kind_must_agree_with_the_list_type(db: Database) -> None:
+    columns = (*AGREED_COLUMNS, "奖惩类型")
+    rows = _only(template_rows(), columns)
+    line = next(i for i, r in enumerate(rows, start=1) if r[0] == "M05")
+    rows[line - 1][columns.index("奖惩类型")] = "激励"
+    problems = await _refused(db, rows)
+    assert [p["line"] for p in problems] == [line]
+    assert "incentives go with red lists" in problems[0]["msg"]
+    rows[line - 1][columns.index("奖惩类型")] = ""  # empty: the list type decides
+    assert (await _import(db, "c.csv", to_csv(rows))).version is not None
+
+
+async def test_with_the_fifteen_headers_a_new_item_names_the_columns_it_needs(db: Database) -> None:
+    rows = _only(template_rows(), AGREED_COLUMNS)
+    new = list(rows[1])
+    new[AGREED_COLUMNS.index("权责事项编码")] = "I77"
+    rows.append(new)
+    problems = await _refused(db, rows)
+    assert problems == [
+        {
+            "line": len(rows),
+            "msg": "事项类型: required for a new item ('I77' is not in the catalogue yet) (add a 事项类型 column)",
+        },
+        {
+            "line": len(rows),
+            "msg": "事项实施部门: required for a new item ('I77' is not in the catalogue yet) "
+            "(add a 事项实施部门 column)",
+        },
+    ]
+
+
 async def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(db: Database) -> None:
     rows = template_rows()
     rows = _edit(rows, 2, 名单类型编码="LT99")
@@ -261,7 +366,10 @@ async def test_a_new_item_needs_its_department_an_existing_one_keeps_it(db: Data
     rows.append(new)
     problems = await _refused(db, rows)
     assert problems == [
-        {"line": len(rows), "msg": "事项实施部门: required for an item not yet in the catalogue"}
+        {
+            "line": len(rows),
+            "msg": "事项实施部门: required for a new item ('I77' is not in the catalogue yet)",
+        }
     ]
     rows[-1][HEADER.index("事项实施部门")] = "新的局"
     result = await _import(db, "c.csv", to_csv(rows))
@@ -342,7 +450,7 @@ async def test_post_catalogue_import(db: Database, app: FastAPI) -> None:
 
 async def test_post_catalogue_import_refuses_bad_rows(db: Database, app: FastAPI) -> None:
     _, writer = await make_client(db, scopes="catalogue:write")
-    rows = _edit(_edit(template_rows(), 3, 名单类型编码="LT99"), 6, 奖惩类型="")
+    rows = _edit(_edit(template_rows(), 3, 名单类型编码="LT99"), 6, 适用对象="")
     async with api_client(app, writer) as api:
         response = await api.post("/v1/catalogue/import", files={"file": ("c.csv", to_csv(rows), "text/csv")})
     assert response.status_code == 422
@@ -350,7 +458,7 @@ async def test_post_catalogue_import_refuses_bad_rows(db: Database, app: FastAPI
     assert body["code"] == "validation_error"
     assert body["errors"] == [
         {"loc": ["file", 3], "msg": "名单类型编码: unknown list type 'LT99'"},
-        {"loc": ["file", 6], "msg": "奖惩类型: required"},
+        {"loc": ["file", 6], "msg": "适用对象: required"},
     ]
 
 

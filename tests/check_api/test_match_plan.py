@@ -52,8 +52,9 @@ async def _seed(db: Database, n: int = 20_000) -> None:
             [{"idx": 0, "code": "110105199003071239", "role": "legal_representative"}],
         ),
         ([{"idx": i, "code": f"9111{i:014d}", "kind": "uscc"} for i in range(1000)], []),
+        ([{"idx": 0, "code": "MA01ABCD5", "kind": "org_code"}], []),
     ],
-    ids=["natural-person", "organisation-with-related-person", "batch-of-1000"],
+    ids=["natural-person", "organisation-with-related-person", "batch-of-1000", "org-code"],
 )
 async def test_generic_plan_uses_indexes(
     db: Database, subjects: list[dict[str, object]], persons: list[dict[str, object]]

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from services.check_api import service
+from shared.codes import normalise, uscc_check_char
 from shared.db.engine import Database
 from shared.lifecycle import business_date
 from tests.builders import load_demo_subjects, make_entry
@@ -120,15 +121,54 @@ async def test_a_uscc_matches_entries_recorded_under_its_org_code(
     assert [m["code"] for m in body["measures"]] == ["M01"]
 
 
-async def test_an_org_code_matches_the_entries_of_the_uscc_embedding_it(
+# Another subject's USCC embedding the same organisation code as BEIJING (another registration category):
+# valid, but a different subject.
+SAME_ORG_OTHER_USCC = "92110105MA01ABCD5" + uscc_check_char("92110105MA01ABCD5")
+
+
+async def test_a_uscc_does_not_match_another_usccs_entries_embedding_the_same_org_code(
     db: Database, api: httpx.AsyncClient
 ) -> None:
-    entry = await make_entry(db, list_type="LT02", code=BEIJING)
+    """Contract: a USCC also matches entries recorded under its embedded org code, i.e. under the org code
+    itself; an entry recorded under another USCC is that subject's, whatever it embeds."""
+    assert normalise(SAME_ORG_OTHER_USCC).org_code == BEIJING_ORG
+    await make_entry(db, list_type="LT02", code=SAME_ORG_OTHER_USCC)
+    body = await _check(api, "I07", BEIJING)
+    assert body["matches"] == []
+    assert body["outcome"] == "clear"
+    assert body["clean_record_years"] == 3  # not the other subject's record either
+    other = await _check(api, "I07", SAME_ORG_OTHER_USCC)
+    assert _matched(other) == [("subject", "LT02", None, "active")]
+
+
+async def test_an_unmapped_org_code_is_checked_as_given(db: Database, api: httpx.AsyncClient) -> None:
+    """Without an alias the org code is not known to be any USCC's: only entries under the org code match."""
+    await make_entry(db, list_type="LT02", code=BEIJING)
+    own = await make_entry(db, list_type="LT07", code="MA01ABCD-5", kind="org_code")
     body = await _check(api, "I07", "ma01abcd-5")
     assert body["subject"]["kind"] == "org_code"
     assert body["subject"]["code"] == BEIJING_ORG
-    assert [m["entry_id"] for m in body["matches"]] == [str(entry)]
+    assert [m["entry_id"] for m in body["matches"]] == [str(own)]
     assert body["matches"][0]["matched_code"] == BEIJING_ORG
+    assert body["clean_record_years"] == 0  # its own watch-list entry; the USCC's entry is not counted
+
+
+async def test_a_mapped_org_code_is_checked_as_its_uscc(db: Database, api: httpx.AsyncClient) -> None:
+    uscc_entry = await make_entry(db, list_type="LT02", code=BEIJING)
+    org_entry = await make_entry(db, list_type="LT04", code="MA01ABCD-5", kind="org_code")
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO subject_aliases (alias_code, alias_kind, uscc) VALUES ($1, 'org_code', $2)",
+            BEIJING_ORG,
+            BEIJING,
+        )
+    body = await _check(api, "I07", "MA01ABCD-5")
+    assert (body["subject"]["code"], body["subject"]["kind"]) == (BEIJING, "uscc")
+    assert body["subject"]["given_kind"] == "org_code"
+    assert {(m["entry_id"], m["matched_code"]) for m in body["matches"]} == {
+        (str(uscc_entry), BEIJING),
+        (str(org_entry), BEIJING_ORG),
+    }
 
 
 async def test_a_uscc_matches_entries_kept_under_a_legacy_code_mapped_later(

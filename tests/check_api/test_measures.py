@@ -311,6 +311,29 @@ async def test_clean_record_years_counts_a_removal_today_as_0(db: Database, api:
     assert await _years(api) == 0
 
 
+async def test_clean_record_years_ignores_an_entry_that_ended_before_it_took_effect(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """A future `listed_on`, removed (or repaired) before that day: the entry never took effect, so it is no
+    record at all, not a record ending on the day it was removed."""
+    today = business_date()
+    await make_entry(db, list_type="LT02", listed_on=today + dt.timedelta(days=30), events=["removal"])
+    await make_entry(db, list_type="LT07", listed_on=today + dt.timedelta(days=5), events=["repair"])
+    assert await _years(api) == 3
+
+
+async def test_clean_record_years_ignores_an_entry_ended_on_the_day_it_was_to_take_effect(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    today = business_date()
+    listed = _years_ago(today, 2)
+    entry = await make_entry(db, list_type="LT02", listed_on=listed, events=["removal"])
+    await _end(db, entry, listed)  # ended the day it was listed: in effect on no day
+    assert await _years(api) == 3
+    await _end(db, entry, listed + dt.timedelta(days=1))  # in effect for one day: a record, ended then
+    assert await _years(api) == 1
+
+
 async def test_clean_record_years_counts_entries_under_the_org_code(
     db: Database, api: httpx.AsyncClient
 ) -> None:

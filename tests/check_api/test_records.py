@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.check_api import service
+from services.check_api import repository, service
 from services.check_api.catalogue_cache import CatalogueCache, catalogue_cache
 from services.check_api.schemas import BatchSubjectIn, SubjectIn
 from shared.api.auth import Client
@@ -297,6 +297,72 @@ async def test_an_idempotency_key_replays_the_first_answer(db: Database, api: ht
     assert await _count_checks(db) == 1
 
 
+async def test_a_replay_is_audited_with_the_masked_subject(
+    db: Database, api: httpx.AsyncClient, test_settings: Settings
+) -> None:
+    await load_demo_subjects(db)
+    headers = {"Idempotency-Key": "check-replay-audit"}
+    first = await api.post("/v1/checks", json=check_request("I12", CHEN), headers=headers)
+    again = await api.post("/v1/checks", json=check_request("I12", CHEN), headers=headers)
+    assert again.content == first.content
+    check_id = first.json()["check_id"]
+    rows = await _rows(db, "SELECT * FROM audit_log WHERE object_id = $1 ORDER BY id", check_id)
+    assert [(r["action"], r["method"], r["path"], r["status"]) for r in rows] == [
+        ("check.create", "POST", "/v1/checks", 200),
+        ("check.replay", "POST", "/v1/checks", 200),
+    ]
+    replay = rows[1]
+    digest = pii_hmac(CHEN, test_settings.pii_hmac_key.get_secret_value().encode())
+    assert (replay["subject_masked"], replay["subject_hmac"]) == ("310104********2469", digest)
+    assert replay["item_code"] == "I12"
+    assert replay["operator"] == "clerk-1"
+    assert replay["request_id"] == again.headers["x-request-id"]
+    assert replay["detail"]["business_ref"] == "SP-TEST-1"
+    assert CHEN not in str(dict(replay))
+    assert await _count_checks(db) == 1
+
+
+async def test_a_replay_to_a_client_that_lost_pii_read_is_masked(
+    db: Database, app: FastAPI, keys: Keys
+) -> None:
+    await load_demo_subjects(db)
+    headers = {"Idempotency-Key": "pii-replay"}
+    request = check_request("I12", CHEN, subject={"code": CHEN, "name": "陈某某"})
+    batch = {
+        "item_code": "I12",
+        "business_ref": "SP-TEST-2",
+        "operator": "clerk-1",
+        "subjects": [{"code": CHEN, "name": "陈某某"}, {"code": "91110105MA01ABCD5G"}, {"code": HANGZHOU}],
+    }
+    async with api_client(app, keys.pii) as api:
+        first = await api.post("/v1/checks", json=request, headers=headers)
+        first_batch = await api.post("/v1/checks/batch", json=batch, headers=headers)
+        assert first.json()["subject"]["code"] == CHEN
+        assert first_batch.json()["results"][0]["subject"]["code"] == CHEN
+        # Still pii:read: the stored answer byte for byte.
+        assert (await api.post("/v1/checks", json=request, headers=headers)).content == first.content
+        async with db.connection() as conn:
+            await conn.execute("UPDATE api_clients SET scopes = '{check}' WHERE name = 'platform-pii'")
+        again = await api.post("/v1/checks", json=request, headers=headers)
+        again_batch = await api.post("/v1/checks/batch", json=batch, headers=headers)
+    assert again.status_code == again_batch.status_code == 200
+    assert again.headers["idempotent-replayed"] == again_batch.headers["idempotent-replayed"] == "true"
+    for text in (again.text, again_batch.text):
+        assert CHEN not in text
+        assert "陈某某" not in text
+    body = again.json()
+    assert body == service.mask_check_body(first.json())
+    assert body["subject"]["code"] == "310104********2469"
+    assert body["matches"][0]["subject_name"] == "陈*"
+    person, problem, organisation = again_batch.json()["results"]
+    original = first_batch.json()["results"]
+    assert person == service.mask_check_body(original[0])
+    assert problem == original[1]
+    assert organisation == original[2]
+    assert again_batch.json()["batch_id"] == first_batch.json()["batch_id"]
+    assert await _count_checks(db) == 3
+
+
 async def test_a_failed_check_does_not_burn_its_idempotency_key(db: Database, api: httpx.AsyncClient) -> None:
     headers = {"Idempotency-Key": "k"}
     bad = await api.post("/v1/checks", json=check_request("I99", BEIJING), headers=headers)
@@ -399,6 +465,44 @@ async def test_a_new_catalogue_version_is_picked_up_without_a_restart(
     cached = catalogue_cache(app).current
     assert cached is not None
     assert cached.version == version
+
+
+async def test_the_data_version_names_the_catalogue_the_measures_came_from(
+    db: Database, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two imports race a check: the match query sees the first, the cache reload reads the second. The answer
+    and the stored check name the version the measures came from, not the one the match query saw."""
+    await load_demo_subjects(db)
+    assert (await _post(api, "I07", BEIJING)).status_code == 200  # the cache holds the demo catalogue
+
+    async def import_revision(content: str) -> int:
+        data = copy.deepcopy(demo_catalogue())
+        next(m for m in data["measures"] if m["code"] == "M01")["content"] = content
+        async with db.session() as session:
+            version = await write_catalogue(session, data, source="test")
+            await session.commit()
+        assert version is not None
+        return version
+
+    seen_by_match = await import_revision("依法限制参加政府采购活动（修订一）")
+    real_fetch = repository.fetch_matches
+    newer: list[int] = []
+
+    async def fetch_then_import(*args: Any, **kwargs: Any) -> Any:
+        records = await real_fetch(*args, **kwargs)
+        newer.append(await import_revision("依法限制参加政府采购活动（修订二）"))
+        return records
+
+    monkeypatch.setattr(repository, "fetch_matches", fetch_then_import)
+    body = (await _post(api, "I07", BEIJING)).json()
+    (used,) = newer
+    assert used > seen_by_match
+    assert body["measures"][0]["content"] == "依法限制参加政府采购活动（修订二）"
+    assert body["data_version"]["catalogue"] == str(used)
+    row = await _row(
+        db, "SELECT catalogue_version FROM checks WHERE check_id = $1", uuid.UUID(body["check_id"])
+    )
+    assert row["catalogue_version"] == used
 
 
 async def test_an_item_added_since_the_cache_was_filled_is_found(

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from shared.db.engine import Database
 from tests.builders import load_demo_subjects, make_entry
-from tests.check_api.conftest import BEIJING, CHEN, CHENGDU, HANGZHOU, SHENZHEN, Keys, check_request
+from tests.check_api.conftest import BEIJING, CHEN, CHENGDU, HANGZHOU, SHENZHEN, WANG, Keys, check_request
 from tests.conftest import api_client
 
 pytestmark = pytest.mark.usefixtures("catalogue")
@@ -90,20 +90,31 @@ async def test_the_report_escapes_everything(db: Database, api: httpx.AsyncClien
     assert "<b>公司</b>" not in html
 
 
-async def test_the_report_masks_personal_data_without_pii_read(
-    db: Database, app: FastAPI, keys: Keys
+@pytest.mark.parametrize("scopes", ["without pii:read", "with pii:read"])
+async def test_the_report_always_masks_personal_data(
+    db: Database, app: FastAPI, keys: Keys, scopes: str
 ) -> None:
+    """Contract (Personal data): masked in every report; `pii:read` unmasks responses only."""
     await load_demo_subjects(db)
-    request = check_request("I12", CHEN, subject={"code": CHEN, "name": "陈某某"})
-    async with api_client(app, keys.platform) as api:
-        check_id = (await api.post("/v1/checks", json=request)).json()["check_id"]
-        masked = (await api.get(f"/v1/checks/{check_id}/report")).text
-    assert CHEN not in masked
-    assert "陈某" not in masked
-    assert "310104********2469" in masked
-    assert "陈*" in masked
-    async with api_client(app, keys.pii) as api:
-        check_id = (await api.post("/v1/checks", json=request)).json()["check_id"]
-        clear = (await api.get(f"/v1/checks/{check_id}/report")).text
-    assert CHEN in clear
-    assert "陈某某" in clear
+    request = check_request(
+        "I12",
+        CHEN,
+        subject={"code": CHEN, "name": "陈某某"},
+        related_persons=[{"role": "legal_representative", "code": WANG, "name": "王某某"}],
+    )
+    key = keys.pii if scopes == "with pii:read" else keys.platform
+    async with api_client(app, key) as api:
+        posted = (await api.post("/v1/checks", json=request)).json()
+        report = await api.get(f"/v1/checks/{posted['check_id']}/report")
+    assert report.status_code == 200
+    html = report.text
+    # The answer itself is unmasked only for the pii:read client ...
+    assert (posted["subject"]["code"] == CHEN) == (scopes == "with pii:read")
+    # ... the report never.
+    for secret in (CHEN, WANG, "陈某某", "陈某", "王某某"):
+        assert secret not in html, secret
+    assert "310104********2469" in html
+    assert "陈*" in html
+    assert "110105********1239" in html  # WANG, named on BEIJING's entry: via responsible_person
+    assert "一律按规定脱敏显示" in html
+    assert "有权限的核查单位除外" not in html

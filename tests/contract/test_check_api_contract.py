@@ -21,6 +21,7 @@ import pytest
 from services.check_api.schemas import CheckIn
 from shared.api.idempotency import canonical_hash
 from shared.db.engine import Database
+from shared.errors import ERROR_CODES
 from shared.lifecycle import business_date
 from shared.settings import Settings
 from tests.builders import load_catalogue, load_demo_subjects, make_client, make_entry
@@ -75,7 +76,7 @@ class Scenario:
     headers: dict[str, str] = field(default_factory=dict)
     status: int = 200
     upload: tuple[str, bytes] | None = None
-    app: str = "main"  # main, or limited (ONECHECK_RATE_LIMIT_PER_MINUTE=1)
+    app: str = "main"  # main, limited (ONECHECK_RATE_LIMIT_PER_MINUTE=1) or down (the database unreachable)
 
 
 def _check(item: str, code: str, **extra: Any) -> dict[str, Any]:
@@ -336,7 +337,21 @@ SCENARIOS = [
         status=429,
         app="limited",
     ),
+    Scenario(
+        "error-unavailable",
+        "The database unreachable (or any unexpected failure): 503 with Retry-After, never a bare 500",
+        "POST",
+        "/v1/checks",
+        _check("I07", "91440104MA59XK3P20"),
+        status=503,
+        app="down",
+    ),
 ]
+
+# A port nothing listens on: every request that needs the database answers 503 `unavailable`.
+UNREACHABLE = "postgresql+asyncpg://onecheck@127.0.0.1:1/onecheck"
+# Response headers an integrator must act on, shown in the examples.
+SHOWN_HEADERS = ("retry-after", "idempotent-replayed")
 
 
 def shape(value: Any) -> Any:
@@ -412,9 +427,12 @@ async def _run_all(
         )
     app = app_factory(db, "check-api")
     limited_app = app_factory(db, "check-api", test_settings.model_copy(update={"rate_limit_per_minute": 1}))
+    down_settings = test_settings.model_copy(update={"database_url": UNREACHABLE})
+    down_db = Database(UNREACHABLE, down_settings, application_name="onecheck-contract-down")
+    down_app = app_factory(down_db, "check-api", down_settings)
     results: dict[str, tuple[dict[str, Any], httpx.Response]] = {}
     ids: dict[str, str] = {}
-    async with api_client(app) as api, api_client(limited_app) as limited:
+    async with api_client(app) as api, api_client(limited_app) as limited, api_client(down_app) as down:
         # The replay example is the second of two identical requests.
         replay = next(s for s in SCENARIOS if s.name == "check-idempotent-replay")
         await api.post(
@@ -447,6 +465,8 @@ async def _run_all(
                     )
                     if response.status_code == 429:
                         break
+            elif scenario.app == "down":
+                response = await down.request(scenario.method, path, json=scenario.body, headers=headers)
             else:
                 response = await api.request(scenario.method, path, json=scenario.body, headers=headers)
             assert response.status_code == scenario.status, (scenario.name, response.text[:300])
@@ -456,6 +476,7 @@ async def _run_all(
         report_path = f"/v1/checks/{ids['check_id']}/report"
         report = await api.get(report_path, headers={"Authorization": f"Bearer {keys['clerk']}"})
         results["report"] = ({"method": "GET", "path": report_path}, report)
+    await down_db.close()
     return results
 
 
@@ -478,12 +499,16 @@ async def test_examples_match_the_service(runs: dict[str, tuple[dict[str, Any], 
         ]
         for scenario in SCENARIOS:
             request, response = runs[scenario.name]
+            shown = {
+                name.title(): response.headers[name] for name in SHOWN_HEADERS if name in response.headers
+            }
             example = {
                 "title": scenario.title,
                 "request": request,
                 "response": {
                     "status": response.status_code,
                     "content_type": response.headers["content-type"],
+                    **({"headers": shown} if shown else {}),
                     "body": response.json(),
                 },
             }
@@ -510,6 +535,9 @@ async def test_examples_match_the_service(runs: dict[str, tuple[dict[str, Any], 
         _, response = runs[scenario.name]
         assert response.status_code == example["response"]["status"], scenario.name
         assert response.headers["content-type"] == example["response"]["content_type"], scenario.name
+        assert set(example["response"].get("headers", {})) == {
+            name.title() for name in SHOWN_HEADERS if name in response.headers
+        }, scenario.name
         assert shape(response.json()) == shape(example["response"]["body"]), scenario.name
 
 
@@ -572,6 +600,7 @@ async def test_errors_are_problems_with_contract_codes(
         "error-conflict": "conflict",
         "error-payload-too-large": "payload_too_large",
         "error-rate-limited": "rate_limited",
+        "error-unavailable": "unavailable",
     }
     for name, code in expected.items():
         response = runs[name][1]
@@ -585,6 +614,21 @@ async def test_errors_are_problems_with_contract_codes(
     assert PROBLEM_KEYS | {"errors"} <= set(batch_problem)
     assert runs["check-idempotent-replay"][1].headers["idempotent-replayed"] == "true"
     assert int(runs["error-rate-limited"][1].headers["retry-after"]) >= 1
+    unavailable = runs["error-unavailable"][1]
+    assert (unavailable.status_code, int(unavailable.headers["retry-after"]) >= 1) == (503, True)
+
+
+def test_every_contract_error_code_has_an_example_and_a_line_in_docs_errors() -> None:
+    """docs/errors.md describes each code of the contract; docs/examples/ shows each one answered."""
+    errors_doc = (EXAMPLES.parent / "errors.md").read_text(encoding="utf-8")
+    shown = {
+        json.loads((EXAMPLES / f"{s.name}.json").read_text(encoding="utf-8"))["response"]["body"]["code"]
+        for s in SCENARIOS
+        if s.name.startswith("error-")
+    }
+    for code in ERROR_CODES:
+        assert f"`{code}`" in errors_doc, code
+        assert code in shown, code
 
 
 async def test_the_report_is_html(runs: dict[str, tuple[dict[str, Any], httpx.Response]]) -> None:

@@ -71,6 +71,12 @@ async def test_every_check_read_and_feedback_has_exactly_one_complete_audit_row(
             body = check_body(subject={"code": PERSON, "name": "李建国"}, business_ref=f"P{i}")
             creates.append(await _post(api, "/v1/checks", body, world.owner_key, 200))
         assert {r.json()["outcome"] for r in creates} >= {"clear", "penalty"}
+        # An idempotent replay is a request too: audited, though it stores no check.
+        keyed_headers = {**auth(world.owner_key), "Idempotency-Key": "audit-replay-1"}
+        keyed = await api.post("/v1/checks", json=check_body(business_ref="K1"), headers=keyed_headers)
+        replayed = await api.post("/v1/checks", json=check_body(business_ref="K1"), headers=keyed_headers)
+        assert keyed.status_code == replayed.status_code == 200
+        assert replayed.headers["idempotent-replayed"] == "true"
         reads = [
             await api.get(f"/v1/checks/{r.json()['check_id']}", headers=auth(world.owner_key))
             for r in creates[:3]
@@ -100,6 +106,8 @@ async def test_every_check_read_and_feedback_has_exactly_one_complete_audit_row(
     by_request = _by_request(rows)
     expected = {
         **{r.headers["x-request-id"]: ("check.create", 200) for r in creates},
+        keyed.headers["x-request-id"]: ("check.create", 200),
+        replayed.headers["x-request-id"]: ("check.replay", 200),
         **{r.headers["x-request-id"]: ("check.read", 200) for r in reads[:-1]},
         reads[-1].headers["x-request-id"]: ("check.report", 200),
         **{r.headers["x-request-id"]: ("feedback.submit", 200) for r in feedbacks},
@@ -113,10 +121,12 @@ async def test_every_check_read_and_feedback_has_exactly_one_complete_audit_row(
         assert (row["action"], row["status"]) == (action, status), request_id
         for column in ("at", "client_id", "department", "method", "path", "object_id", "request_id"):
             assert row[column] is not None, (action, column)
+    (replay_row,) = by_request[replayed.headers["x-request-id"]]
+    assert replay_row["object_id"] == keyed.json()["check_id"]
     owner_rows = [r for r in rows if r["client_id"] == world.owner_id]
     assert len(owner_rows) == len(rows) - 1  # the probe is recorded under the prober
     for row in rows:
-        if row["action"] in ("check.create", "feedback.submit") and row["status"] == 200:
+        if row["action"] in ("check.create", "check.replay", "feedback.submit") and row["status"] == 200:
             assert row["operator"], row["action"]
             assert row["item_code"] == "I01"
             assert row["subject_masked"], row["action"]
@@ -277,6 +287,56 @@ async def test_a_batch_audits_each_subject_and_a_refused_batch_once(
     assert MISTYPED not in dumped
     assert PERSON not in dumped
     assert "李建国" not in dumped
+
+
+async def test_a_replayed_batch_is_audited_once_per_check_it_shows_again(
+    db: Database, app_factory: AppFactory
+) -> None:
+    """A replayed batch: one `check.replay` row per check in it, masked as stored; a batch whose every subject
+    was refused shows no check, and its replay leaves one row for the batch."""
+    async with api_client(app_factory(db)) as api:
+        world = await build_world(db, api)
+        headers = {**auth(world.owner_key), "Idempotency-Key": "audit-batch-replay"}
+        subjects = [{"code": ORG_CODE}, {"code": MISTYPED, "name": "李建国"}, {"code": PERSON}]
+        refused_only = {**headers, "Idempotency-Key": "audit-batch-replay-refused"}
+        await _post_with(api, batch_body(subjects=subjects), headers)
+        await _post_with(api, batch_body(subjects=[{"code": MISTYPED}]), refused_only)
+        before = len(await _audit_rows(db))
+        mixed = await _post_with(api, batch_body(subjects=subjects), headers)
+        refused = await _post_with(api, batch_body(subjects=[{"code": MISTYPED}]), refused_only)
+    assert mixed.headers["idempotent-replayed"] == refused.headers["idempotent-replayed"] == "true"
+    rows = (await _audit_rows(db))[before:]
+    by_request = _by_request(rows)
+    assert set(by_request) == {mixed.headers["x-request-id"], refused.headers["x-request-id"]}
+    checks = {r["check_id"]: r for r in mixed.json()["results"] if "check_id" in r}
+    replays = by_request[mixed.headers["x-request-id"]]
+    assert sorted((r["object_id"], r["subject_masked"]) for r in replays) == sorted(
+        (check_id, ORG_CODE if body["subject"]["kind"] == "uscc" else MASKED_PERSON)
+        for check_id, body in checks.items()
+    )
+    for row in replays:
+        assert (row["action"], row["status"], row["method"], row["path"]) == (
+            "check.replay",
+            200,
+            "POST",
+            "/v1/checks/batch",
+        )
+        assert row["detail"]["batch_id"] == mixed.json()["batch_id"]
+    (batch_row,) = by_request[refused.headers["x-request-id"]]
+    assert (batch_row["action"], batch_row["object_id"], batch_row["subject_masked"]) == (
+        "check.replay",
+        refused.json()["batch_id"],
+        None,
+    )
+    dumped = "\n".join(str(dict(r)) for r in rows)
+    for secret in (MISTYPED, PERSON, "李建国"):
+        assert secret not in dumped
+
+
+async def _post_with(api: httpx.AsyncClient, body: object, headers: dict[str, str]) -> httpx.Response:
+    response = await api.post("/v1/checks/batch", json=body, headers=headers)
+    assert response.status_code == 200, response.text[:300]
+    return response
 
 
 @pytest.mark.parametrize(

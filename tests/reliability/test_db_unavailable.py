@@ -1,12 +1,14 @@
 """S8 — forced server errors: the database unreachable, or an unexpected exception inside a route.
 
-Every answer is a problem+json without internals (no traceback, no driver name, no SQL); a database outage is a
-503 `unavailable` with `Retry-After` (auth itself needs the database, so even a request with a key gets the
-503, never a misleading 401); liveness stays up while readiness says no.
+Every answer is a problem+json without internals (no traceback, no driver name, no SQL); a database outage and an
+unexpected exception alike are a 503 `unavailable` with `Retry-After`, never a bare 500 (auth itself needs the
+database, so even a request with a key gets the 503, never a misleading 401); the traceback of a bug goes to the
+server's log as an error; liveness stays up while readiness says no.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 
@@ -79,7 +81,7 @@ async def test_liveness_stays_up_and_readiness_fails(down_api: httpx.AsyncClient
     _assert_unavailable(ready, "/readyz")
 
 
-async def test_an_unexpected_exception_is_a_bare_problem(
+async def test_an_unexpected_exception_is_a_503_without_internals(
     db: Database, app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An exception carrying SQL and a path in its message: the client sees none of it."""
@@ -92,10 +94,29 @@ async def test_an_unexpected_exception_is_a_bare_problem(
     _, key = await make_client(db)
     async with api_client(app_factory(db)) as api:
         response = await api.get("/v1/items", headers=auth(key))
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "unavailable"
-    assert not INTERNALS.search(response.text), response.text
+    _assert_unavailable(response, "an injected exception")
+
+
+async def test_an_unexpected_exception_is_logged_with_its_traceback(
+    db: Database, app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client gets a 503 without internals; the operator gets the traceback, as an error."""
+    from services.check_api import service
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "catalogue_items", boom)
+    _, key = await make_client(db)
+    with caplog.at_level(logging.WARNING, logger="onecheck.errors"):
+        async with api_client(app_factory(db)) as api:
+            response = await api.get("/v1/items", headers=auth(key))
+    assert response.status_code == 503
+    (record,) = [r for r in caplog.records if r.name == "onecheck.errors"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+    assert "/v1/items" in record.getMessage()
 
 
 async def test_a_503_carries_no_store_and_the_request_id(down_api: httpx.AsyncClient) -> None:
@@ -134,7 +155,8 @@ async def test_metrics_count_a_503_as_a_503(down_api: httpx.AsyncClient) -> None
 async def test_an_unexpected_exception_is_answered_inside_the_middleware(
     db: Database, app_factory: AppFactory, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The 500 too: request id, no-store, counted and logged as a 500, and nothing raised to the server."""
+    """A bug too: 503 with Retry-After, request id, no-store, counted and logged as a 503, and nothing raised
+    to the server."""
     from services.check_api import service
 
     async def boom(*args: object, **kwargs: object) -> None:
@@ -147,16 +169,15 @@ async def test_an_unexpected_exception_is_answered_inside_the_middleware(
     async with httpx.AsyncClient(transport=transport, base_url="http://onecheck.test") as api:
         before = await api.get("/metrics")
         with structlog.testing.capture_logs() as logs:
-            response = await api.get("/v1/items", headers={**auth(key), "X-Request-ID": "rel-500-probe"})
+            response = await api.get("/v1/items", headers={**auth(key), "X-Request-ID": "rel-bug-probe"})
         after = await api.get("/metrics")
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
+    _assert_unavailable(response, "an injected exception")
     assert response.headers.get("cache-control") == "no-store"
-    assert response.headers.get("x-request-id") == "rel-500-probe"
-    line = 'onecheck_http_requests_total{method="GET",route="/v1/items",service="onecheck",status="500"}'
+    assert response.headers.get("x-request-id") == "rel-bug-probe"
+    line = 'onecheck_http_requests_total{method="GET",route="/v1/items",service="onecheck",status="503"}'
     assert _count(after.text, line) == _count(before.text, line) + 1
     access = [e for e in logs if e.get("event") == "request" and e.get("route") == "/v1/items"]
-    assert [e["status"] for e in access] == [500]
+    assert [e["status"] for e in access] == [503]
 
 
 def _count(metrics: str, line: str) -> float:

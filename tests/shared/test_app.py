@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.api.app import ServiceSpec, create_service_app
 from shared.api.auth import CheckClient, Client
 from shared.db.engine import Database
-from shared.errors import Conflict
+from shared.errors import Conflict, OneCheckError
 from shared.settings import Settings
 from tests.builders import auth, make_client
 from tests.conftest import AppFactory, api_client
@@ -37,6 +37,11 @@ async def conflict(client: CheckClient) -> Client:
 @router.get("/v1/boom")
 async def boom() -> None:
     raise RuntimeError("SELECT secret FROM table; Traceback")
+
+
+@router.get("/v1/bare-error")
+async def bare_error() -> None:
+    raise OneCheckError("no subclass says what went wrong")
 
 
 def _app(db: Database, settings: Settings) -> object:
@@ -139,10 +144,20 @@ async def test_domain_error_keeps_its_status_and_code(db: Database, test_setting
 async def test_unexpected_error_is_a_problem_without_internals(db: Database, test_settings: Settings) -> None:
     async with api_client(_app(db, test_settings)) as api:  # type: ignore[arg-type]
         response = await api.get("/v1/boom")
-    assert response.status_code == 500
+    assert response.status_code == 503  # contract: never a bare 500; 503 `unavailable` with Retry-After
+    assert response.json()["code"] == "unavailable"
+    assert int(response.headers["retry-after"]) >= 1
     assert response.headers["content-type"] == "application/problem+json"
     assert "SELECT" not in response.text
     assert "Traceback" not in response.text
+
+
+async def test_the_base_error_class_is_a_503_with_retry_after(db: Database, test_settings: Settings) -> None:
+    async with api_client(_app(db, test_settings)) as api:  # type: ignore[arg-type]
+        response = await api.get("/v1/bare-error")
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable"
+    assert int(response.headers["retry-after"]) >= 1
 
 
 async def test_body_over_the_limit_is_413(db: Database, test_settings: Settings) -> None:

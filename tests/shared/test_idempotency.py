@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from shared.api.app import ServiceSpec, create_service_app
 from shared.api.auth import CheckClient
 from shared.api.deps import DB
-from shared.api.idempotency import canonical_hash, run_idempotent
+from shared.api.idempotency import StoredAnswer, canonical_hash, run_idempotent
 from shared.db.engine import Database
 from shared.settings import Settings
 from tests.builders import auth, make_client
@@ -51,6 +51,33 @@ async def create_thing(
 
     return await run_idempotent(
         db, client, route="POST /v1/things", key=idempotency_key, body=body.model_dump(), produce=produce
+    )
+
+
+REPLAYS: list[StoredAnswer] = []
+
+
+@router.post("/v1/hooked", status_code=201)
+async def create_hooked(
+    body: Thing, client: CheckClient, db: DB, idempotency_key: str | None = Header(default=None)
+) -> Response:
+    """A route with an `on_replay` hook: it sees each replayed answer and sends what the hook returns."""
+
+    async def produce() -> tuple[int, Any]:
+        return 201, {"thing_id": str(uuid.uuid4()), "name": body.name}
+
+    async def on_replay(stored: StoredAnswer) -> str:
+        REPLAYS.append(stored)
+        return stored.body.replace(body.name, body.name.upper())
+
+    return await run_idempotent(
+        db,
+        client,
+        route="POST /v1/hooked",
+        key=idempotency_key,
+        body=body.model_dump(),
+        produce=produce,
+        on_replay=on_replay,
     )
 
 
@@ -95,6 +122,25 @@ async def test_same_key_same_body_replays_the_first_answer(db: Database, test_se
     assert first.json() == second.json()
     assert second.headers["idempotent-replayed"] == "true"
     assert await _things(db) == 1
+
+
+async def test_on_replay_gets_the_stored_answer_and_says_what_is_sent(
+    db: Database, test_settings: Settings
+) -> None:
+    REPLAYS.clear()
+    _, key = await make_client(db, scopes="check")
+    headers = {**auth(key), "Idempotency-Key": "hooked-1"}
+    async with api_client(_app(db, test_settings)) as api:
+        first = await api.post("/v1/hooked", json={"name": "abc"}, headers=headers)
+        assert REPLAYS == []  # not called for the first answer
+        second = await api.post("/v1/hooked", json={"name": "abc"}, headers=headers)
+        unkeyed = await api.post("/v1/hooked", json={"name": "abc"}, headers=auth(key))
+    assert [(r.status, r.body) for r in REPLAYS] == [(201, first.text)]
+    assert second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == {**first.json(), "name": "ABC"}
+    assert unkeyed.status_code == 201
+    assert len(REPLAYS) == 1
 
 
 async def test_same_key_other_body_is_422(db: Database, test_settings: Settings) -> None:
