@@ -21,6 +21,17 @@ from tests.conftest import AppFactory, api_client
 from tests.list_sync.helpers import BASE, add_source, citizen_id, envelope, fetch, page, record, run, uscc
 
 COURT = "江门市人民法院"
+# Contract (list-sync → Subscriptions): "event": "published" | "updated" | <event type> | "expired".
+CONTRACT_EVENTS = {
+    "published",
+    "updated",
+    "objection",
+    "objection_upheld",
+    "objection_rejected",
+    "repair",
+    "removal",
+    "expired",
+}
 
 
 @pytest.fixture
@@ -228,13 +239,24 @@ async def test_sync_changes_are_notified(
         with respx.mock(base_url=BASE) as mock:
             mock.get("/entries").mock(return_value=page(envelope(entries)))
             assert (await run(db, settings, "tax"))["status"] == "succeeded"
-    events = sorted(
-        (m["payload"]["entry"]["source"]["record_id"], m["payload"]["event"]) for m in await messages(db)
-    )
+    sent = await messages(db)
+    events = sorted((m["payload"]["entry"]["source"]["record_id"], m["payload"]["event"]) for m in sent)
+    # A sync that ends an entry (upstream `removed`, or missing from a complete snapshot) says `removal`:
+    # the contract's events are published | updated | <event type> | expired.
     assert events == sorted(
         [(f"S-{i}", "published") for i in range(1, 6)]
-        + [("S-1", "updated"), ("S-2", "removed"), ("S-5", "removed")]
+        + [("S-1", "updated"), ("S-2", "removal"), ("S-5", "removal")]
     )
+    assert {m["payload"]["event"] for m in sent} <= CONTRACT_EVENTS
+    # The entry's own history keeps what happened: ended by a sync (`removed`), not by the department.
+    ended = {
+        m["payload"]["entry"]["source"]["record_id"]: m["payload"]["entry"]
+        for m in sent
+        if m["payload"]["event"] == "removal"
+    }
+    for entry in ended.values():
+        assert (entry["status"], entry["end_reason"]) == ("ended", "removed")
+        assert entry["history"][-1]["event"] == "removed"
 
 
 async def test_expiry_is_notified(db: Database, subscriber: httpx.AsyncClient) -> None:
