@@ -88,6 +88,12 @@ async def test_a_subscription_is_created_with_a_secret_shown_once(subscriber: ht
         ("http://hooks.example/x", False),
         ("ftp://hooks.example/x", False),
         ("https://169.254.169.254/x", False),
+        ("https://2852039166/x", False),
+        ("https://0xa9fea9fe/x", False),
+        ("https://[::ffff:169.254.169.254]/x", False),
+        ("https://[::169.254.169.254]/x", False),
+        ("https://metadata.google.internal./x", False),
+        ("http://receiver.test./x", True),  # the same host as receiver.test
         ("https://user:pw@hooks.example/x", False),
         ("not a url", False),
     ],
@@ -95,6 +101,18 @@ async def test_a_subscription_is_created_with_a_secret_shown_once(subscriber: ht
 async def test_callback_urls(subscriber: httpx.AsyncClient, url: str, ok: bool) -> None:
     response = await subscriber.post("/v1/subscriptions", json={"callback_url": url})
     assert response.status_code == (201 if ok else 422), response.text
+
+
+async def test_loopback_callbacks_only_when_configured(
+    db: Database, app_factory: AppFactory, test_settings: Settings, catalogue: None
+) -> None:
+    refusing = test_settings.model_copy(update={"outbound_allow_loopback": False})
+    _, key = await make_client(db, scopes="lists:read")
+    for settings, status in ((refusing, 422), (test_settings, 201)):
+        async with api_client(app_factory(db, "list-sync", settings=settings), key) as client:
+            for url in ("http://127.0.0.1:9000/hook", "http://localhost:9000/hook"):
+                response = await client.post("/v1/subscriptions", json={"callback_url": url})
+                assert response.status_code == status, response.text
 
 
 async def test_subscription_codes_are_validated(subscriber: httpx.AsyncClient) -> None:

@@ -84,6 +84,10 @@ async def test_sources_are_created_and_listed_without_their_token(admin: httpx.A
     [
         {"name": "a", "kind": "feed"},
         {"name": "a", "kind": "feed", "base_url": "http://169.254.169.254/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://2852039166/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://0xa9fea9fe/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://[::ffff:169.254.169.254]/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://metadata.google.internal./computeMetadata"},
         {"name": "a", "kind": "feed", "base_url": "file:///etc/passwd"},
         {"name": "a", "kind": "feed", "base_url": BASE, "path": "x.csv"},
         {"name": "a", "kind": "file"},
