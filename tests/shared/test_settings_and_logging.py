@@ -22,6 +22,17 @@ def test_development_defaults_are_accepted() -> None:
     assert settings.outbox_max_retry_delay_seconds == 300
 
 
+def test_feedback_rides_out_a_day_of_downtime_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.outbox_max_attempts == 20  # subscription callbacks: the contract's default
+    cap = settings.outbox_max_retry_delay_seconds
+    # The shortest possible wait before each retry: backoff 1, 2, 4 … capped, jittered down to half.
+    shortest = sum(min(cap, 2.0 ** (n - 1)) / 2 for n in range(1, settings.feedback_max_attempts))
+    assert shortest >= 24 * 3600
+    monkeypatch.setenv("ONECHECK_FEEDBACK_MAX_ATTEMPTS", "7")
+    assert Settings().feedback_max_attempts == 7
+
+
 def test_production_refuses_the_embedded_database_and_the_development_key() -> None:
     with pytest.raises(ValidationError) as raised:
         Settings(environment="production")
