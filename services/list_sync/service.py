@@ -42,6 +42,7 @@ from shared.errors import (
 )
 from shared.ids import parse_uuid
 from shared.lifecycle import TransitionRefused, business_date, effective_status
+from shared.logging import mask_code_details
 from shared.outbound import check_outbound_url, normalise_host
 from shared.settings import Settings
 
@@ -359,7 +360,8 @@ async def quarantine(
                 "run_id": str(r["run_id"]),
                 "line": r["line"],
                 "raw": r["raw"] if client.sees_pii else mask_raw(r["raw"]),
-                "reason": r["reason"],
+                # Code rules quote what they found (a citizen id's birth date …): masked like `raw`.
+                "reason": r["reason"] if client.sees_pii else mask_code_details(r["reason"]),
                 "rule": r["rule"],
             }
             for r in rows
