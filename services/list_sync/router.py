@@ -12,7 +12,7 @@ from shared.api.idempotency import run_idempotent
 from shared.api.text import NulFree, has_nul
 from shared.errors import NotFound
 
-from services.list_sync import runs, service
+from services.list_sync import metrics, runs, service
 from services.list_sync.schemas import (
     DeliveriesOut,
     EntryEventIn,
@@ -225,7 +225,9 @@ async def get_run(run_id: str, request: Request, client: SyncAdmin, db: DB) -> R
     responses={**PROBLEMS, 404: {"description": "no such run"}, 409: {"description": "the run is not held"}},
 )
 async def confirm_run(run_id: str, client: SyncAdmin, db: DB, settings: AppSettings) -> Response:
-    return JSONResponse(await runs.confirm_run(db, settings, run_id))
+    view = await runs.confirm_run(db, settings, run_id)
+    metrics.record_run(view)  # runs ending in runs.execute_run count there
+    return JSONResponse(view)
 
 
 @router.post(
@@ -236,7 +238,9 @@ async def confirm_run(run_id: str, client: SyncAdmin, db: DB, settings: AppSetti
     responses={**PROBLEMS, 404: {"description": "no such run"}, 409: {"description": "the run is not held"}},
 )
 async def discard_run(run_id: str, client: SyncAdmin, db: DB) -> Response:
-    return JSONResponse(await runs.discard_run(db, run_id))
+    view = await runs.discard_run(db, run_id)
+    metrics.record_run(view)
+    return JSONResponse(view)
 
 
 @router.get(
