@@ -143,7 +143,16 @@ def test_host_normalisation() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://2852039166/", "http://[::ffff:169.254.169.254]/", "http://localhost/"]
+    "url",
+    [
+        "http://2852039166/",
+        "http://0xa9fea9fe/",
+        "http://0251.0376.0251.0376/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://metadata.google.internal./",
+        "http://localhost/",
+        "http://2130706433/",
+    ],
 )
 def test_the_feedback_upstream_url_is_checked_at_settings_load(url: str) -> None:
     with pytest.raises(ValidationError, match="ONECHECK_FEEDBACK_UPSTREAM_URL"):
