@@ -296,6 +296,7 @@ def service_env(cfg: Config, home: Path) -> dict[str, str]:
             "ONECHECK_IMPORT_DIR": str(home / "imports"),
             "ONECHECK_LOG_LEVEL": "WARNING",
             "ONECHECK_ACCESS_LOG": "false",
+            "ONECHECK_OUTBOUND_ALLOW_LOOPBACK": "true",  # the benchmark's upstream listens on 127.0.0.1
             "PYTHONUNBUFFERED": "1",
         }
     )

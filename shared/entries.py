@@ -402,7 +402,7 @@ async def fan_out(session: AsyncSession, changes: Sequence[EntryChange]) -> int:
             message_id=message_id,
             payload={
                 "event_id": str(message_id),
-                "event": change.event,
+                "event": "removal" if change.event == "removed" else change.event,
                 "occurred_at": _time(change.occurred_at),
                 "entry": view if pii else mask_entry_view(view),
             },

@@ -26,6 +26,22 @@ def mask_text(text: str) -> str:
     return _ID_PATTERN.sub(repl, text)
 
 
+# What subject-code validation quotes of a code (`birth date '19801301' (positions 7-14)`, `got '440703'`) and
+# the dates it names (`birth date 2099-01-01 is after today`).
+_QUOTED_WITH_DIGIT = re.compile(r"'[^'\n]*\d[^'\n]*'|\"[^\"\n]*\d[^\"\n]*\"")
+_ISO_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
+_ALNUM = re.compile(r"[0-9A-Za-z]")
+
+
+def mask_code_details(text: str) -> str:
+    """`mask_text`, and also the pieces of a code that a validation message quotes (every quoted literal with
+    a digit in it) and the dates it names: a quarantine reason or a code error shown to a client without
+    `pii:read`, or logged. `birth date '19801301' (positions 7-14)` → `birth date '********' (positions 7-14)`."""
+    text = mask_text(text)
+    text = _QUOTED_WITH_DIGIT.sub(lambda m: _ALNUM.sub("*", m.group(0)), text)
+    return _ISO_DATE.sub("****-**-**", text)
+
+
 def _mask_value(value: Any) -> Any:
     if isinstance(value, str):
         return mask_text(value)

@@ -7,14 +7,16 @@ the rest are ours. ``get_settings()`` builds them once per process; tests build 
 from __future__ import annotations
 
 import functools
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.outbound import check_outbound_url
+
+__all__ = ["DEV_PII_HMAC_KEY", "Settings", "check_outbound_url", "get_settings"]
 
 # Only for development and tests: production refuses to start with it (see `_refuse_unsafe_production`).
 DEV_PII_HMAC_KEY = "onecheck-development-pii-key-do-not-use-in-production"
@@ -42,6 +44,12 @@ class Settings(BaseSettings):
     callback_http_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     outbox_max_attempts: int = Field(default=20, ge=1)
+    # Feedback the upstream could not take (down, timing out, 408/425/429/5xx) keeps being retried this often:
+    # at the default 300 s cap, jittered to 150–300 s, 1000 attempts ride out at least 41 hours of downtime.
+    feedback_max_attempts: int = Field(default=1000, ge=1)
+    # A claimed message is the relay's for this long: sent (or given back) within it, else another relay
+    # takes it over (a relay killed mid-batch). Longer than a send may take (30 s).
+    outbox_lease_seconds: float = Field(default=120.0, ge=5)
     outbox_max_retry_delay_seconds: float = Field(default=300.0, gt=0)
     outbox_relay_enabled: bool = True
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
@@ -55,6 +63,9 @@ class Settings(BaseSettings):
     sync_max_retries: int = Field(default=5, ge=0)
     # Upstream hosts a source may point at; empty: any host except link-local/metadata addresses.
     sync_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Loopback destinations (127.0.0.0/8, ::1, localhost) for sources, callbacks and the feedback upstream:
+    # refused unless set (development, tests, a local sidecar). shared/outbound.py has the whole policy.
+    outbound_allow_loopback: bool = False
 
     pii_hmac_key: SecretStr = SecretStr(DEV_PII_HMAC_KEY)
     log_level: str = "INFO"
@@ -71,10 +82,17 @@ class Settings(BaseSettings):
 
     @field_validator("feedback_upstream_url")
     @classmethod
-    def _check_upstream_url(cls, value: str | None) -> str | None:
-        if value:
-            check_outbound_url(value)
+    def _strip_upstream_url(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_upstream_url(self) -> Settings:
+        if self.feedback_upstream_url:
+            try:
+                check_outbound_url(self.feedback_upstream_url, allow_loopback=self.outbound_allow_loopback)
+            except ValueError as exc:
+                raise ValueError(f"ONECHECK_FEEDBACK_UPSTREAM_URL: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -90,22 +108,6 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
-
-
-def check_outbound_url(url: str) -> None:
-    """Refuse URLs OneCheck must never call: non-http(s), or cloud metadata / link-local addresses."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    host = parts.hostname
-    if host in ("metadata.google.internal",):
-        raise ValueError(f"refused host {host!r}")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if address.is_link_local or address.is_multicast or address.is_unspecified:
-        raise ValueError(f"refused address {host!r}")
 
 
 @functools.cache

@@ -119,6 +119,8 @@ def test_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
         sync_scheduler_enabled=False,
         access_log=False,
         callback_http_hosts=["127.0.0.1", "localhost", "receiver.test"],
+        # The local receivers of tests/http_servers.py; the refusal by default is tested in test_outbound.py.
+        outbound_allow_loopback=True,
     )
 
 

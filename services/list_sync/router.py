@@ -13,7 +13,7 @@ from shared.api.openapi import ExampleBook, Responses, problem_response
 from shared.api.text import NulFree, has_nul
 from shared.errors import NotFound
 
-from services.list_sync import runs, service
+from services.list_sync import metrics, runs, service
 from services.list_sync.schemas import (
     DeliveriesOut,
     EntryEventIn,
@@ -357,7 +357,9 @@ async def get_run(run_id: RunIdPath, request: Request, client: SyncAdmin, db: DB
     responses={**EX.success(200, "confirm-run", description="The run, `succeeded`."), **_NO_RUN, **_NOT_HELD},
 )
 async def confirm_run(run_id: RunIdPath, client: SyncAdmin, db: DB, settings: AppSettings) -> Response:
-    return JSONResponse(await runs.confirm_run(db, settings, run_id))
+    view = await runs.confirm_run(db, settings, run_id)
+    metrics.record_run(view)  # runs ending in runs.execute_run count there
+    return JSONResponse(view)
 
 
 @router.post(
@@ -370,7 +372,9 @@ async def confirm_run(run_id: RunIdPath, client: SyncAdmin, db: DB, settings: Ap
     responses={**EX.success(200, "discard-run", description="The run, `discarded`."), **_NO_RUN, **_NOT_HELD},
 )
 async def discard_run(run_id: RunIdPath, client: SyncAdmin, db: DB) -> Response:
-    return JSONResponse(await runs.discard_run(db, run_id))
+    view = await runs.discard_run(db, run_id)
+    metrics.record_run(view)
+    return JSONResponse(view)
 
 
 @router.get(

@@ -58,6 +58,7 @@ from shared.lifecycle import business_date
 from shared.models.sync import RUN_COUNT_KEYS
 from shared.settings import Settings
 
+from services.list_sync import metrics
 from services.list_sync import repository as repo
 from services.list_sync.records import (
     ListTypeInfo,
@@ -612,6 +613,7 @@ async def _execute(
         )
         await _guarded(ctx)
         view = await _read_view(db, run_id)
+        metrics.record_run(view)
         log.info("sync run %s of %s %s: %s", run_id, name, view["status"], view["counts"])
         return view
 

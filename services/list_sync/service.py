@@ -42,7 +42,9 @@ from shared.errors import (
 )
 from shared.ids import parse_uuid
 from shared.lifecycle import TransitionRefused, business_date, effective_status
-from shared.settings import Settings, check_outbound_url
+from shared.logging import mask_code_details
+from shared.outbound import check_outbound_url, normalise_host
+from shared.settings import Settings
 
 from services.list_sync import repository as repo
 from services.list_sync.schemas import EntryEventIn, PublishEntryIn, SourceIn, SubscriptionIn
@@ -358,7 +360,8 @@ async def quarantine(
                 "run_id": str(r["run_id"]),
                 "line": r["line"],
                 "raw": r["raw"] if client.sees_pii else mask_raw(r["raw"]),
-                "reason": r["reason"],
+                # Code rules quote what they found (a citizen id's birth date …): masked like `raw`.
+                "reason": r["reason"] if client.sees_pii else mask_code_details(r["reason"]),
                 "rule": r["rule"],
             }
             for r in rows
@@ -370,10 +373,13 @@ async def quarantine(
 
 
 def check_callback_url(url: str, settings: Settings) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = normalise_host(parts.hostname or "")
+    except ValueError:
+        raise _invalid(["body", "callback_url"], "callback_url is not a URL") from None
     if parts.scheme == "http":
-        if host not in settings.callback_http_hosts:
+        if host not in {normalise_host(h) for h in settings.callback_http_hosts}:
             raise _invalid(
                 ["body", "callback_url"],
                 "callback_url must be https (http only to ONECHECK_CALLBACK_HTTP_HOSTS)",
@@ -381,7 +387,7 @@ def check_callback_url(url: str, settings: Settings) -> str:
     elif parts.scheme != "https":
         raise _invalid(["body", "callback_url"], "callback_url must be an https URL")
     try:
-        check_outbound_url(url)
+        check_outbound_url(url, allow_loopback=settings.outbound_allow_loopback)
     except ValueError as exc:
         raise _invalid(["body", "callback_url"], str(exc)) from None
     if parts.username or parts.password or parts.fragment:

@@ -13,7 +13,8 @@ run's deadline. Failures surface as the classes below; a failed run records `<cl
     ├── UpstreamUnreachable    connection errors on every attempt
     ├── PageTooLarge           the body passed ONECHECK_SYNC_MAX_PAGE_BYTES
     ├── MalformedPage          not JSON, not the envelope, wrong content type, a cursor that does not advance
-    └── RefusedURL             the source's URL is not one OneCheck may call
+    └── RefusedURL             the source's URL is not one OneCheck may call, or its host resolves to an
+                               address OneCheck must not connect to (shared/outbound.py; never retried)
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import stamina
-from shared.settings import Settings, check_outbound_url
+from shared.outbound import GuardedTransport, RefusedAddress, check_outbound_url, normalise_host
+from shared.settings import Settings
 
 MAX_RETRY_AFTER_SECONDS = 120.0
 USER_AGENT = "OneCheck-list-sync/1.0"
@@ -80,7 +82,7 @@ def check_source_url(url: str, settings: Settings) -> str:
     """The base URL without a trailing slash, or RefusedURL: http(s) only, no credentials, query or
     fragment, no link-local / metadata address, and a host in ONECHECK_SYNC_ALLOWED_HOSTS when that is set."""
     try:
-        check_outbound_url(url)
+        check_outbound_url(url, allow_loopback=settings.outbound_allow_loopback)
     except ValueError as exc:
         raise RefusedURL(str(exc)) from None
     parts = urlsplit(url)
@@ -88,8 +90,8 @@ def check_source_url(url: str, settings: Settings) -> str:
         raise RefusedURL("a base URL must not carry credentials; give the token instead")
     if parts.query or parts.fragment:
         raise RefusedURL("a base URL must not have a query or fragment")
-    allowed = settings.sync_allowed_hosts
-    if allowed and (parts.hostname or "") not in allowed:
+    allowed = {normalise_host(h) for h in settings.sync_allowed_hosts}
+    if allowed and normalise_host(parts.hostname or "") not in allowed:
         raise RefusedURL(f"host {parts.hostname!r} is not in ONECHECK_SYNC_ALLOWED_HOSTS")
     return url.rstrip("/")
 
@@ -119,6 +121,8 @@ def retry_hook(exc: Exception) -> bool | float:
         if not exc.retryable:
             return False
         return exc.retry_after if exc.retry_after is not None else True
+    if isinstance(exc, RefusedAddress):
+        return False
     return isinstance(exc, httpx.TimeoutException | httpx.TransportError)
 
 
@@ -180,7 +184,8 @@ class UpstreamClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,  # httpx's default, stated: a redirect could lead anywhere
             headers=headers,
-            transport=transport,
+            # Tests and the benchmark pass their own; otherwise every connect checks the resolved address.
+            transport=transport or GuardedTransport(allow_loopback=settings.outbound_allow_loopback),
             trust_env=False,  # no proxy or netrc from the environment changes where we connect
         )
 
@@ -211,6 +216,8 @@ class UpstreamClient:
                     attempts += 1
                     body, content_type = await self._get(params)
                     return Fetched(body, content_type, attempts)
+        except RefusedAddress as exc:
+            raise RefusedURL(str(exc)) from None
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"{type(exc).__name__} on all {attempts} attempt(s)") from None
         except httpx.TransportError as exc:

@@ -1,22 +1,33 @@
 """The one outbox relay: delivers `feedback` (to the upstream platform) and `subscription` (signed callbacks).
 
-How a batch goes (`deliver_due`):
+How a batch goes (`deliver_due`), with no transaction and no row lock held while anything is sent:
 
-    BEGIN
-      SELECT due pending rows … FOR UPDATE SKIP LOCKED     several replicas never take the same row
-      POST each (bounded concurrency, explicit timeouts, no redirects)
-      UPDATE each row: delivered | retry later | dead
-    COMMIT
+    claim    one statement (its own short transaction): up to `limit` due pending rows, FOR UPDATE SKIP LOCKED,
+             get a lease: attempts + 1, next_attempt_at = now() + ONECHECK_OUTBOX_LEASE_SECONDS. Committed.
+    send     each row outside any transaction (bounded concurrency, explicit timeouts, no redirects, the
+             resolved address checked: shared/outbound.py); every send ends before the lease does
+    record   each outcome as soon as it is known, one short statement: delivered | retry later | dead,
+             only if the row is still under this claim (same attempts and lease), so a late relay whose lease
+             was taken over never overwrites the new holder's outcome
 
-The row locks are held while sending, so a relay that dies mid-batch (kill -9, cancellation, lost connection)
-rolls back: its rows stay pending and are sent again. Delivery is at least once; receivers dedupe on the
-`Idempotency-Key` (feedback) or `event_id` (subscription), which is the row's `message_id` on every retry.
+A relay that dies mid-batch (kill -9, cancellation, lost connection) leaves its rows leased: when the lease
+runs out they are due again and another relay (or this one, restarted) sends them. Delivery is at least once;
+receivers dedupe on the `Idempotency-Key` (feedback) or `event_id` (subscription), which is the row's
+`message_id` on every retry. Replicas never send one message at once: a row is claimed by one relay (SKIP
+LOCKED, then the lease makes it not due), and a send never outlives its lease (a row whose lease is too short
+to send within is given back untried). `run_relay` runs one lane per topic, so a slow callback never holds up
+feedback.
 
 Retries: jittered exponential backoff from 1 s, capped by `outbox_max_retry_delay_seconds`; a 429/503
-`Retry-After` is honoured up to that cap. After `outbox_max_attempts` a message is dead (kept, listed by
-`GET /v1/outbox`, re-queued by `onecheck outbox replay`), except a feedback message whose upstream is only
-unreachable or overloaded (network error, timeout, 408/425/429/5xx): the contract promises that feedback is
-sent when the upstream comes back, so those keep retrying at the capped delay.
+`Retry-After` is honoured up to that cap. Dead letters (kept, listed by `GET /v1/outbox`, re-queued by
+`onecheck outbox replay`):
+
+    subscription   after ONECHECK_OUTBOX_MAX_ATTEMPTS (20); at once when it can never succeed (no secret,
+                   refused URL or address)
+    feedback       after ONECHECK_FEEDBACK_MAX_ATTEMPTS (1000) while the upstream is only unreachable or
+                   overloaded (network error, timeout, 408/425/429/5xx): at the capped delay that rides out
+                   more than a day of downtime, and a dead letter is replayed, not lost; one the upstream
+                   refuses (other 4xx, a refused address) after ONECHECK_OUTBOX_MAX_ATTEMPTS
 """
 
 from __future__ import annotations
@@ -46,7 +57,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.engine import Database
 from shared.logging import mask_text
-from shared.settings import Settings, check_outbound_url
+from shared.outbound import GuardedTransport, RefusedAddress, check_outbound_url
+from shared.settings import Settings
 
 log = logging.getLogger("onecheck.outbox")
 
@@ -56,6 +68,9 @@ SEND_CONCURRENCY = 10
 SEND_DEADLINE_SECONDS = 30.0
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 METRICS_EVERY_SECONDS = 15.0
+# A send starts only with this much of its lease left, and ends this long before the lease does.
+MIN_SEND_SECONDS = 2.0
+LEASE_MARGIN_SECONDS = 2.0
 MAX_ERROR_CHARS = 500
 USER_AGENT = "OneCheck-outbox-relay/1.0"
 
@@ -69,27 +84,41 @@ DELIVERIES = Counter(
 )
 TOPICS = ("feedback", "subscription")
 
+# One statement, so the row locks last only as long as it: the lease (attempts + 1, not due until it ends)
+# is what keeps other relays off the rows afterwards. `lease_until` identifies this claim.
 CLAIM_SQL = """
-SELECT o.id, o.message_id, o.topic, o.target_url, o.subscription_id, o.payload, o.attempts,
-       s.secret, s.active
-FROM outbox o
-LEFT JOIN subscriptions s ON s.subscription_id = o.subscription_id
-WHERE o.state = 'pending' AND o.next_attempt_at <= now() AND ($2 OR o.topic <> 'feedback')
-ORDER BY o.next_attempt_at, o.id
-LIMIT $1
-FOR UPDATE OF o SKIP LOCKED
+WITH due AS (
+    SELECT o.id, s.secret, s.active
+    FROM outbox o
+    LEFT JOIN subscriptions s ON s.subscription_id = o.subscription_id
+    WHERE o.state = 'pending' AND o.next_attempt_at <= now()
+      AND ($2::bool OR o.topic <> 'feedback') AND ($4::text IS NULL OR o.topic = $4::text)
+    ORDER BY o.next_attempt_at, o.id
+    LIMIT $1
+    FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE outbox AS o
+SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => $3::float8)
+FROM due
+WHERE o.id = due.id
+RETURNING o.id, o.message_id, o.topic, o.target_url, o.subscription_id, o.payload, o.attempts,
+          o.next_attempt_at AS lease_until, due.secret, due.active
 """
 
+# Only while the row is still under our claim: a relay that lost its lease records nothing.
 RECORD_SQL = """
-UPDATE outbox AS o
-SET attempts = o.attempts + 1,
-    state = u.state,
-    delivered_at = CASE WHEN u.state = 'delivered' THEN now() END,
-    next_attempt_at = CASE WHEN u.state = 'pending' THEN now() + make_interval(secs => u.delay)
-                           ELSE o.next_attempt_at END,
-    last_error = u.error
-FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[]) AS u(id, state, delay, error)
-WHERE o.id = u.id
+UPDATE outbox
+SET state = $2::text,
+    delivered_at = CASE WHEN $2::text = 'delivered' THEN now() END,
+    next_attempt_at = CASE WHEN $2::text = 'pending' THEN now() + make_interval(secs => $3::float8) ELSE now() END,
+    last_error = $4::text
+WHERE id = $1 AND state = 'pending' AND attempts = $5 AND next_attempt_at = $6
+"""
+
+# A claimed row we could not start in time goes back untried: due now, the attempt not counted.
+RELEASE_SQL = """
+UPDATE outbox SET attempts = attempts - 1, next_attempt_at = now()
+WHERE id = $1 AND state = 'pending' AND attempts = $2 AND next_attempt_at = $3
 """
 
 PENDING_STATS_SQL = """
@@ -178,7 +207,7 @@ def _http_failure(response: httpx.Response) -> _Failure:
 
 
 async def _post(
-    http: httpx.AsyncClient, url: str, *, content: bytes, headers: dict[str, str]
+    http: httpx.AsyncClient, url: str, *, content: bytes, headers: dict[str, str], refused_is_final: bool
 ) -> _Failure | None:
     try:
         async with asyncio.timeout(SEND_DEADLINE_SECONDS):
@@ -189,6 +218,8 @@ async def _post(
                 timeout=HTTP_TIMEOUT,
                 follow_redirects=False,
             )
+    except RefusedAddress as exc:  # the host resolves to a link-local / metadata / loopback address
+        return _Failure(_error_text(str(exc)), transient=False, final=refused_is_final)
     except (httpx.HTTPError, TimeoutError) as exc:
         # Includes a timeout after the receiver accepted: the retry carries the same key, so it dedupes.
         return _Failure(_error_text(f"{type(exc).__name__}: {exc}"), transient=True)
@@ -208,14 +239,14 @@ async def _send(row: asyncpg.Record, settings: Settings, http: httpx.AsyncClient
         if settings.feedback_upstream_token is not None:
             headers["Authorization"] = "Bearer " + settings.feedback_upstream_token.get_secret_value()
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        return await _post(http, base + "/feedback", content=body, headers=headers)
+        return await _post(http, base + "/feedback", content=body, headers=headers, refused_is_final=False)
     url: str | None = row["target_url"]
     if not url:
         return _Failure("subscription message without a target_url", transient=False, final=True)
     if row["secret"] is None or not row["active"]:
         return _Failure("subscription deleted or inactive: nothing to sign with", transient=False, final=True)
     try:
-        check_outbound_url(url)
+        check_outbound_url(url, allow_loopback=settings.outbound_allow_loopback)
     except ValueError as exc:
         return _Failure(f"refused callback URL: {exc}", transient=False, final=True)
     body = subscription_body(message_id, payload)
@@ -225,49 +256,98 @@ async def _send(row: asyncpg.Record, settings: Settings, http: httpx.AsyncClient
         "X-OneCheck-Signature": sign(row["secret"], timestamp, body),
         "X-OneCheck-Event-Id": str(message_id),
     }
-    return await _post(http, url, content=body, headers=headers)
+    return await _post(http, url, content=body, headers=headers, refused_is_final=True)
+
+
+def max_attempts(topic: str, failure: _Failure, settings: Settings) -> int:
+    """Attempts before a message is dead: feedback rides out an upstream that is down (the contract loses
+    nothing), but not one that refuses it; subscription callbacks have the contract's OUTBOX_MAX_ATTEMPTS."""
+    if topic != "feedback":
+        return settings.outbox_max_attempts
+    if failure.transient:
+        return settings.feedback_max_attempts
+    return min(settings.outbox_max_attempts, settings.feedback_max_attempts)
 
 
 def _outcome(row: asyncpg.Record, failure: _Failure | None, settings: Settings) -> Outcome:
     if failure is None:
         return Outcome(row["id"], row["topic"], "delivered", 0.0, None)
-    attempts = row["attempts"] + 1
-    keeps_retrying = row["topic"] == "feedback" and failure.transient
-    dead = failure.final or (attempts >= settings.outbox_max_attempts and not keeps_retrying)
+    attempts = row["attempts"]  # this one included: the claim counted it
+    dead = failure.final or attempts >= max_attempts(row["topic"], failure, settings)
     delay = backoff_delay(attempts, settings.outbox_max_retry_delay_seconds, retry_after=failure.retry_after)
     return Outcome(row["id"], row["topic"], "dead" if dead else "pending", delay, failure.error)
 
 
-async def deliver_due(db: Database, settings: Settings, http_client: httpx.AsyncClient, *, limit: int) -> int:
-    """Send up to `limit` due messages once each; returns how many were attempted (0: nothing was due)."""
-    async with db.connection() as conn, conn.transaction():
-        rows = await conn.fetch(CLAIM_SQL, limit, bool(settings.feedback_upstream_url))
-        if not rows:
-            return 0
-        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+async def claim(
+    conn: asyncpg.Connection, settings: Settings, *, limit: int, topic: str | None = None
+) -> list[asyncpg.Record]:
+    """Lease up to `limit` due messages (committed at once unless `conn` is in a transaction)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        CLAIM_SQL, limit, bool(settings.feedback_upstream_url), settings.outbox_lease_seconds, topic
+    )
+    return rows
 
-        async def attempt(row: asyncpg.Record) -> Outcome:
-            async with gate:
-                try:
+
+async def _record(db: Database, row: asyncpg.Record, outcome: Outcome) -> None:
+    try:
+        async with db.connection() as conn:
+            await conn.execute(
+                RECORD_SQL,
+                row["id"],
+                outcome.state,
+                outcome.delay,
+                outcome.error,
+                row["attempts"],
+                row["lease_until"],
+            )
+    except Exception as exc:  # the lease runs out and the message goes again: at least once holds
+        log.warning("outbox message %s: outcome not recorded (%s); resent after its lease", row["id"], exc)
+
+
+async def _release(db: Database, row: asyncpg.Record) -> None:
+    try:
+        async with db.connection() as conn:
+            await conn.execute(RELEASE_SQL, row["id"], row["attempts"], row["lease_until"])
+    except Exception as exc:
+        log.warning("outbox message %s: not given back (%s); due after its lease", row["id"], exc)
+
+
+async def deliver_due(
+    db: Database, settings: Settings, http_client: httpx.AsyncClient, *, limit: int, topic: str | None = None
+) -> int:
+    """Claim up to `limit` due messages (of `topic`, or both), send each once and record its outcome.
+    Returns how many were attempted (0: nothing was due)."""
+    started = time.monotonic()  # before the claim: our deadline is never later than the database's lease
+    async with db.connection() as conn:
+        rows = await claim(conn, settings, limit=limit, topic=topic)
+    if not rows:
+        return 0
+    lease_ends = started + settings.outbox_lease_seconds - LEASE_MARGIN_SECONDS
+    gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def attempt(row: asyncpg.Record) -> Outcome | None:
+        async with gate:
+            budget = min(SEND_DEADLINE_SECONDS, lease_ends - time.monotonic())
+            if budget < MIN_SEND_SECONDS:
+                await _release(db, row)
+                return None
+            try:
+                async with asyncio.timeout(budget):
                     failure = await _send(row, settings, http_client)
-                except Exception as exc:  # a message we cannot even send must not block the batch forever
-                    failure = _Failure(_error_text(f"{type(exc).__name__}: {exc}"), transient=False)
-            return _outcome(row, failure, settings)
+            except TimeoutError:
+                failure = _Failure("the send did not finish within the relay's lease", transient=True)
+            except Exception as exc:  # a message we cannot even send must not block the batch forever
+                failure = _Failure(_error_text(f"{type(exc).__name__}: {exc}"), transient=False)
+        outcome = _outcome(row, failure, settings)
+        await _record(db, row, outcome)
+        result = {"delivered": "delivered", "dead": "dead"}.get(outcome.state, "retry")
+        DELIVERIES.labels(outcome.topic, result).inc()
+        if outcome.state == "dead":
+            log.warning("outbox message %s (%s) is dead: %s", outcome.id, outcome.topic, outcome.error)
+        return outcome
 
-        outcomes = await asyncio.gather(*(attempt(row) for row in rows))
-        await conn.execute(
-            RECORD_SQL,
-            [o.id for o in outcomes],
-            [o.state for o in outcomes],
-            [o.delay for o in outcomes],
-            [o.error for o in outcomes],
-        )
-    for o in outcomes:
-        result = "delivered" if o.state == "delivered" else ("dead" if o.state == "dead" else "retry")
-        DELIVERIES.labels(o.topic, result).inc()
-        if o.state == "dead":
-            log.warning("outbox message %s (%s) is dead: %s", o.id, o.topic, o.error)
-    return len(outcomes)
+    outcomes = await asyncio.gather(*(attempt(row) for row in rows))
+    return sum(1 for o in outcomes if o is not None)
 
 
 async def refresh_metrics(db: Database) -> None:
@@ -333,26 +413,30 @@ async def replay_dead_letters_conn(conn: asyncpg.Connection) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def make_http_client() -> httpx.AsyncClient:
+def make_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The relay's client: explicit timeouts, no redirects, no proxies from the environment, and every
+    connection to an address shared/outbound.py allows (checked after resolution, at connect time)."""
+    limits = httpx.Limits(max_connections=SEND_CONCURRENCY * 4, max_keepalive_connections=SEND_CONCURRENCY)
     return httpx.AsyncClient(
         timeout=HTTP_TIMEOUT,
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
-        limits=httpx.Limits(max_connections=SEND_CONCURRENCY * 2, max_keepalive_connections=SEND_CONCURRENCY),
+        transport=GuardedTransport(allow_loopback=settings.outbound_allow_loopback, limits=limits),
+        trust_env=False,
     )
 
 
-async def run_relay(
-    db: Database, settings: Settings, http_client: httpx.AsyncClient, *, batch_size: int = BATCH_SIZE
+async def _lane(
+    db: Database, settings: Settings, http_client: httpx.AsyncClient, topic: str, batch_size: int
 ) -> None:
-    """Deliver forever: a full batch goes on at once, otherwise wait `outbox_poll_seconds`."""
+    """Deliver one topic forever: a full batch goes on at once, otherwise wait `outbox_poll_seconds`."""
     last_metrics = 0.0
     failures = 0
     while True:
         attempted = 0
         try:
-            attempted = await deliver_due(db, settings, http_client, limit=batch_size)
-            if time.monotonic() - last_metrics >= METRICS_EVERY_SECONDS:
+            attempted = await deliver_due(db, settings, http_client, limit=batch_size, topic=topic)
+            if topic == "feedback" and time.monotonic() - last_metrics >= METRICS_EVERY_SECONDS:
                 await refresh_metrics(db)
                 last_metrics = time.monotonic()
             failures = 0
@@ -360,9 +444,20 @@ async def run_relay(
             raise
         except Exception as exc:  # the database is down or restarting: back off, never die
             failures += 1
-            log.warning("outbox relay pass failed (%s); retrying", type(exc).__name__)
+            log.warning("outbox relay pass (%s) failed (%s); retrying", topic, type(exc).__name__)
         if attempted < batch_size:
             await asyncio.sleep(settings.outbox_poll_seconds * min(2**failures, 30))
+
+
+async def run_relay(
+    db: Database, settings: Settings, http_client: httpx.AsyncClient, *, batch_size: int = BATCH_SIZE
+) -> None:
+    """Deliver forever, one lane per topic: callbacks to slow business systems never delay feedback."""
+    async with asyncio.TaskGroup() as lanes:
+        for topic in TOPICS:
+            lanes.create_task(
+                _lane(db, settings, http_client, topic, batch_size), name=f"outbox-relay:{topic}"
+            )
 
 
 class _RelayState:
@@ -380,7 +475,7 @@ async def relay_hook(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     _RelayState.running = True
-    http_client = make_http_client()
+    http_client = make_http_client(settings)
     task = asyncio.create_task(run_relay(app.state.db, settings, http_client), name="outbox-relay")
     try:
         yield

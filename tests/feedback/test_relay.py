@@ -16,6 +16,7 @@ import pytest
 import respx
 from prometheus_client import REGISTRY
 
+from shared import outbound
 from shared.db.engine import Database
 from shared.outbox import relay
 from shared.outbox.relay import (
@@ -464,3 +465,152 @@ async def test_a_message_that_cannot_be_sent_does_not_block_the_others(
     bad = await _row(db, poison)
     assert (bad["state"], bad["attempts"]) == ("pending", 1)
     assert bad["last_error"] == "TypeError: not serialisable"
+
+
+# ------------------------------------------------------------------------------------------------- leases
+
+
+async def test_a_claimed_message_is_leased_and_a_late_relay_records_nothing(
+    db: Database, caller: Caller, upstream_settings: Settings
+) -> None:
+    message_id = await add_outbox(db)
+    async with db.connection() as conn:
+        [first] = await relay.claim(conn, upstream_settings, limit=10)
+    row = await _row(db, message_id)
+    assert (row["state"], row["attempts"]) == ("pending", 1)  # counted at the claim: a crash mid-send counts
+    assert row["wait"] == pytest.approx(upstream_settings.outbox_lease_seconds, abs=1)
+    async with db.connection() as conn:
+        assert await relay.claim(conn, upstream_settings, limit=10) == []  # leased: nobody else takes it
+    await make_due(db)  # the lease ran out (its relay died): another relay takes the message over
+    async with db.connection() as conn:
+        [second] = await relay.claim(conn, upstream_settings, limit=10)
+    assert second["attempts"] == 2
+    delivered = relay.Outcome(first["id"], "feedback", "delivered", 0.0, None)
+    await relay._record(db, first, delivered)  # the first relay wakes up late
+    assert ((await _row(db, message_id))["state"], (await _row(db, message_id))["attempts"]) == ("pending", 2)
+    await relay._record(db, second, delivered)
+    assert (await _row(db, message_id))["state"] == "delivered"
+
+
+async def test_a_message_the_lease_has_no_time_left_for_goes_back_untried(
+    db: Database,
+    caller: Caller,
+    upstream_settings: Settings,
+    http: httpx.AsyncClient,
+    mock: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message_id = await _one_feedback(db, caller)
+    monkeypatch.setattr(relay, "MIN_SEND_SECONDS", upstream_settings.outbox_lease_seconds)
+    route = mock.post(FEEDBACK_URL).mock(return_value=httpx.Response(200))
+    assert await deliver_due(db, upstream_settings, http, limit=10) == 0
+    assert not route.called
+    row = await _row(db, message_id)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 0, None)
+    assert row["wait"] <= 0  # due again at once
+
+
+# ----------------------------------------------------------------------------------------- dead letters
+
+
+async def test_feedback_is_dead_after_feedback_max_attempts_then_replayed(
+    db: Database, caller: Caller, upstream_settings: Settings, http: httpx.AsyncClient, mock: respx.MockRouter
+) -> None:
+    """ONECHECK_FEEDBACK_MAX_ATTEMPTS bounds the retries of an upstream that stays down; nothing is lost:
+    the dead letter is replayed and goes with the same Idempotency-Key."""
+    settings = upstream_settings.model_copy(update={"feedback_max_attempts": 5})  # outbox_max_attempts: 3
+    message_id = await _one_feedback(db, caller)
+    route = mock.post(FEEDBACK_URL).mock(return_value=httpx.Response(503, text="down for maintenance"))
+    for attempt in range(1, 6):
+        assert await deliver_due(db, settings, http, limit=10) == 1
+        row = await _row(db, message_id)
+        assert (row["state"], row["attempts"]) == ("dead" if attempt == 5 else "pending", attempt)
+        await make_due(db)
+    assert await deliver_due(db, settings, http, limit=10) == 0
+    async with db.session() as session:
+        assert await replay_dead_letters(session) == 1
+        await session.commit()
+    route.mock(return_value=httpx.Response(200))
+    assert await deliver_due(db, settings, http, limit=10) == 1
+    assert (await _row(db, message_id))["state"] == "delivered"
+    assert route.call_count == 6
+    assert {c.request.headers["idempotency-key"] for c in route.calls} == {str(message_id)}
+
+
+def test_which_limit_applies() -> None:
+    settings = Settings(outbox_max_attempts=20, feedback_max_attempts=1000)
+    down = relay._Failure("HTTP 503", transient=True)
+    refused = relay._Failure("HTTP 422", transient=False)
+    assert relay.max_attempts("feedback", down, settings) == 1000
+    assert relay.max_attempts("feedback", refused, settings) == 20
+    assert relay.max_attempts("subscription", down, settings) == 20
+    assert relay.max_attempts("subscription", refused, settings) == 20
+
+
+# ------------------------------------------------------------------------------------ connect-time guard
+
+
+@pytest.fixture
+def rebinding_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names that pass every static check but resolve to the metadata address."""
+    asked: list[str] = []
+
+    async def dns(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["169.254.169.254"]
+
+    monkeypatch.setattr(outbound, "resolve", dns)
+    return asked
+
+
+async def test_a_feedback_upstream_resolving_to_metadata_is_refused_at_connect(
+    db: Database, caller: Caller, upstream_settings: Settings, rebinding_dns: list[str]
+) -> None:
+    message_id = await _one_feedback(db, caller)
+    async with relay.make_http_client(upstream_settings) as http:  # the relay's own, guarded client
+        assert await deliver_due(db, upstream_settings, http, limit=10) == 1
+    row = await _row(db, message_id)
+    assert rebinding_dns == ["upstream.test"]
+    assert (
+        row["state"] == "pending"
+    )  # the operator's URL: kept (and dead after OUTBOX_MAX_ATTEMPTS), not lost
+    assert row["last_error"] == (
+        "refused: 'upstream.test' resolves to 169.254.169.254, a cloud metadata address"
+    )
+
+
+async def test_a_callback_resolving_to_metadata_is_dead_at_once(
+    db: Database, caller: Caller, upstream_settings: Settings, rebinding_dns: list[str]
+) -> None:
+    subscription_id = await add_subscription(
+        db, client_id=caller.client_id, callback_url=CALLBACK, secret="s"
+    )
+    message_id = await add_outbox(
+        db,
+        topic="subscription",
+        payload={"event": "published"},
+        target_url=CALLBACK,
+        subscription_id=subscription_id,
+    )
+    async with relay.make_http_client(upstream_settings) as http:
+        assert await deliver_due(db, upstream_settings, http, limit=10) == 1
+    row = await _row(db, message_id)
+    assert rebinding_dns == ["receiver.test"]
+    assert (row["state"], row["attempts"]) == ("dead", 1)
+    assert "resolves to 169.254.169.254" in row["last_error"]
+
+
+async def test_a_callback_url_in_a_bypass_spelling_is_dead_at_once(
+    db: Database, caller: Caller, upstream_settings: Settings, http: httpx.AsyncClient, mock: respx.MockRouter
+) -> None:
+    subscription_id = await add_subscription(
+        db, client_id=caller.client_id, callback_url=CALLBACK, secret="s"
+    )
+    for url in ("http://2852039166/x", "http://0xa9fea9fe/x", "http://[::ffff:169.254.169.254]/x"):
+        await add_outbox(db, topic="subscription", target_url=url, subscription_id=subscription_id)
+    route = mock.route().mock(return_value=httpx.Response(200))
+    assert await deliver_due(db, upstream_settings, http, limit=10) == 3
+    assert not route.called
+    rows = await outbox_rows(db)
+    assert [r["state"] for r in rows] == ["dead"] * 3
+    assert all(r["last_error"].startswith("refused callback URL: refused address") for r in rows)

@@ -21,6 +21,17 @@ from tests.conftest import AppFactory, api_client
 from tests.list_sync.helpers import BASE, add_source, citizen_id, envelope, fetch, page, record, run, uscc
 
 COURT = "江门市人民法院"
+# Contract (list-sync → Subscriptions): "event": "published" | "updated" | <event type> | "expired".
+CONTRACT_EVENTS = {
+    "published",
+    "updated",
+    "objection",
+    "objection_upheld",
+    "objection_rejected",
+    "repair",
+    "removal",
+    "expired",
+}
 
 
 @pytest.fixture
@@ -77,6 +88,12 @@ async def test_a_subscription_is_created_with_a_secret_shown_once(subscriber: ht
         ("http://hooks.example/x", False),
         ("ftp://hooks.example/x", False),
         ("https://169.254.169.254/x", False),
+        ("https://2852039166/x", False),
+        ("https://0xa9fea9fe/x", False),
+        ("https://[::ffff:169.254.169.254]/x", False),
+        ("https://[::169.254.169.254]/x", False),
+        ("https://metadata.google.internal./x", False),
+        ("http://receiver.test./x", True),  # the same host as receiver.test
         ("https://user:pw@hooks.example/x", False),
         ("not a url", False),
     ],
@@ -84,6 +101,18 @@ async def test_a_subscription_is_created_with_a_secret_shown_once(subscriber: ht
 async def test_callback_urls(subscriber: httpx.AsyncClient, url: str, ok: bool) -> None:
     response = await subscriber.post("/v1/subscriptions", json={"callback_url": url})
     assert response.status_code == (201 if ok else 422), response.text
+
+
+async def test_loopback_callbacks_only_when_configured(
+    db: Database, app_factory: AppFactory, test_settings: Settings, catalogue: None
+) -> None:
+    refusing = test_settings.model_copy(update={"outbound_allow_loopback": False})
+    _, key = await make_client(db, scopes="lists:read")
+    for settings, status in ((refusing, 422), (test_settings, 201)):
+        async with api_client(app_factory(db, "list-sync", settings=settings), key) as client:
+            for url in ("http://127.0.0.1:9000/hook", "http://localhost:9000/hook"):
+                response = await client.post("/v1/subscriptions", json={"callback_url": url})
+                assert response.status_code == status, response.text
 
 
 async def test_subscription_codes_are_validated(subscriber: httpx.AsyncClient) -> None:
@@ -228,13 +257,24 @@ async def test_sync_changes_are_notified(
         with respx.mock(base_url=BASE) as mock:
             mock.get("/entries").mock(return_value=page(envelope(entries)))
             assert (await run(db, settings, "tax"))["status"] == "succeeded"
-    events = sorted(
-        (m["payload"]["entry"]["source"]["record_id"], m["payload"]["event"]) for m in await messages(db)
-    )
+    sent = await messages(db)
+    events = sorted((m["payload"]["entry"]["source"]["record_id"], m["payload"]["event"]) for m in sent)
+    # A sync that ends an entry (upstream `removed`, or missing from a complete snapshot) says `removal`:
+    # the contract's events are published | updated | <event type> | expired.
     assert events == sorted(
         [(f"S-{i}", "published") for i in range(1, 6)]
-        + [("S-1", "updated"), ("S-2", "removed"), ("S-5", "removed")]
+        + [("S-1", "updated"), ("S-2", "removal"), ("S-5", "removal")]
     )
+    assert {m["payload"]["event"] for m in sent} <= CONTRACT_EVENTS
+    # The entry's own history keeps what happened: ended by a sync (`removed`), not by the department.
+    ended = {
+        m["payload"]["entry"]["source"]["record_id"]: m["payload"]["entry"]
+        for m in sent
+        if m["payload"]["event"] == "removal"
+    }
+    for entry in ended.values():
+        assert (entry["status"], entry["end_reason"]) == ("ended", "removed")
+        assert entry["history"][-1]["event"] == "removed"
 
 
 async def test_expiry_is_notified(db: Database, subscriber: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +13,7 @@ import respx
 from fastapi import FastAPI
 
 from services.list_sync.runs import RunRegistry, registry_of
+from shared.codes import citizen_id_check_char
 from shared.db.engine import Database
 from shared.settings import Settings
 from tests.builders import make_client
@@ -84,6 +86,10 @@ async def test_sources_are_created_and_listed_without_their_token(admin: httpx.A
     [
         {"name": "a", "kind": "feed"},
         {"name": "a", "kind": "feed", "base_url": "http://169.254.169.254/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://2852039166/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://0xa9fea9fe/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://[::ffff:169.254.169.254]/latest"},
+        {"name": "a", "kind": "feed", "base_url": "http://metadata.google.internal./computeMetadata"},
         {"name": "a", "kind": "feed", "base_url": "file:///etc/passwd"},
         {"name": "a", "kind": "feed", "base_url": BASE, "path": "x.csv"},
         {"name": "a", "kind": "file"},
@@ -235,6 +241,56 @@ async def test_quarantined_raw_records_are_masked_without_pii_read(
     async with api_client(app, key) as api:
         clear = await api.get(f"/v1/quarantine?run_id={run['run_id']}")
     assert clear.json()["records"][0]["raw"]["subject"]["code"] == citizen_id(5)
+
+
+async def test_quarantine_reasons_are_masked_without_pii_read(
+    db: Database, app: FastAPI, admin: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Code rules quote what they found: a citizen id's birth date must not reach a client without pii:read
+    (its `raw` is masked too), nor any log."""
+
+    def with_check(first17: str) -> str:
+        return first17 + citizen_id_check_char(first17)
+
+    bad_date = with_check("44070319801301123")  # 13th month
+    future = with_check("44070320990101123")
+    legacy = "440703801301123"
+    await add_source(db, "court")
+    person = {"role": "legal_representative", "name": "赵六"}
+    records = [
+        record("Q-1", subject={"code": bad_date, "name": "王小明", "kind": "citizen_id"}, list_type="LT06"),
+        record("Q-2", subject={"code": future, "name": "王小明", "kind": "citizen_id"}, list_type="LT06"),
+        record("Q-3", linked_persons=[{**person, "code": legacy}]),
+        record("Q-4", linked_persons=[{**person, "code": bad_date}]),
+    ]
+    secrets_ = ("19801301", "801301", "20990101", "2099-01-01", bad_date, future, legacy)
+    caplog.set_level(logging.DEBUG)
+    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
+        mock.get("/entries").mock(return_value=page(envelope(records)))
+        run = (await admin.post("/v1/sources/court/runs")).json()
+        await registry(app).wait(run["run_id"])
+    masked = await admin.get(f"/v1/quarantine?run_id={run['run_id']}")
+    reasons = [r["reason"] for r in masked.json()["records"]]
+    assert [r["rule"] for r in masked.json()["records"]] == [
+        "citizen_id.birth_date",
+        "citizen_id.future_birth_date",
+        "citizen_id.birth_date",
+        "citizen_id.birth_date",
+    ]
+    assert reasons[0] == "subject.code: birth date '********' (positions 7-14) is not a real date"
+    assert reasons[1].startswith("subject.code: birth date ****-**-** is after today")
+    for secret in secrets_:
+        assert secret not in masked.text
+        assert secret not in caplog.text
+    _, key = await make_client(db, scopes="sync:admin,pii:read")
+    async with api_client(app, key) as api:
+        clear = await api.get(f"/v1/quarantine?run_id={run['run_id']}")
+    assert clear.json()["records"][0]["reason"] == (
+        "subject.code: birth date '19801301' (positions 7-14) is not a real date"
+    )
+    assert "2099-01-01" in clear.json()["records"][1]["reason"]
+    for secret in secrets_:
+        assert secret not in caplog.text  # pii:read shows them in the response only
 
 
 async def test_idempotent_run_start(db: Database, app: FastAPI, admin: httpx.AsyncClient) -> None:

@@ -20,6 +20,7 @@ from services.list_sync.upstream import (
     parse_retry_after,
     retry_hook,
 )
+from shared import outbound
 from shared.db.engine import Database
 from shared.settings import Settings
 from tests.list_sync.helpers import (
@@ -184,8 +185,13 @@ async def test_a_slow_drip_is_cut_at_the_run_deadline(
     "url",
     [
         "http://169.254.169.254/latest",
+        "http://2852039166/latest",
+        "http://0xa9fea9fe/latest",
+        "http://0251.0376.0251.0376/latest",
+        "http://[::ffff:169.254.169.254]/latest",
         "http://[fe80::1]/feed",
         "http://metadata.google.internal/x",
+        "http://metadata.google.internal./x",
         "ftp://upstream.test/x",
         "https://user:pw@upstream.test/x",
         "https://upstream.test/x?token=1",
@@ -203,9 +209,41 @@ async def test_refused_base_urls_fail_the_run_without_a_call(
     assert view["error"].startswith("RefusedURL: ")
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/api", "http://2130706433/api", "http://localhost./api"]
+)
+def test_loopback_base_urls_only_when_configured(sync_settings: Settings, url: str) -> None:
+    refusing = sync_settings.model_copy(update={"outbound_allow_loopback": False})
+    with pytest.raises(RefusedURL, match="loopback"):
+        check_source_url(url, refusing)
+    assert check_source_url(url, sync_settings) == url
+
+
+async def test_a_source_whose_name_resolves_to_the_metadata_address_is_refused_at_connect(
+    db: Database, catalogue: None, sync_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name passes every static check; what it resolves to does not. Refused before connecting, once."""
+    asked: list[str] = []
+
+    async def dns(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return {"feed.rebind.example": ["169.254.169.254"]}[host]
+
+    monkeypatch.setattr(outbound, "resolve", dns)
+    await add_source(db, "platform", base_url="https://feed.rebind.example/api")
+    view = await run(db, sync_settings, "platform")  # no transport given: the real, guarded one
+    assert view["status"] == "failed"
+    assert view["error"] == (
+        "RefusedURL: refused: 'feed.rebind.example' resolves to 169.254.169.254, a cloud metadata address"
+    )
+    assert asked == ["feed.rebind.example"]  # not retried: it can never succeed
+    assert await entries_of(db, "platform") == {}
+
+
 def test_the_host_allowlist(sync_settings: Settings) -> None:
     settings = sync_settings.model_copy(update={"sync_allowed_hosts": ["upstream.test"]})
     assert check_source_url("https://upstream.test/api/", settings) == "https://upstream.test/api"
+    assert check_source_url("https://UPSTREAM.test./api", settings) == "https://UPSTREAM.test./api"
     with pytest.raises(RefusedURL, match="not in ONECHECK_SYNC_ALLOWED_HOSTS"):
         check_source_url("https://elsewhere.test/api", settings)
 
