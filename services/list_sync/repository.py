@@ -8,12 +8,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 import asyncpg
 from shared.lifecycle import SHANGHAI
 
-from services.list_sync.records import ListTypeInfo, Rejected, storable_json
+from services.list_sync.records import ListTypeInfo
 
 # --- list types, entries ---------------------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ async def finish_run(
     done = await conn.fetchval(
         """UPDATE sync_runs
         SET status = $2, counts = coalesce($4::text::jsonb, counts), error = $5, heartbeat_at = now(),
-            finished_at = CASE WHEN $2 = 'held' THEN NULL ELSE now() END
+            finished_at = CASE WHEN $2 = 'held' THEN NULL ELSE clock_timestamp() END
         WHERE run_id = $1 AND status = $3 RETURNING true""",
         run_id,
         status,
@@ -234,14 +234,19 @@ async def page_body(conn: asyncpg.Connection, page_id: int) -> bytes:
     return body
 
 
-async def insert_quarantine(
-    conn: asyncpg.Connection, run_id: uuid.UUID, rejected: Sequence[Rejected]
-) -> None:
-    if rejected:
-        await conn.executemany(
-            "INSERT INTO sync_quarantine (run_id, line, raw, reason, rule) VALUES ($1, $2, $3::text::jsonb, $4, $5)",
-            [(run_id, r.line, storable_json(r.raw), r.reason, r.rule) for r in rejected],
-        )
+async def copy_quarantine(conn: asyncpg.Connection, rows: bytes | IO[bytes]) -> None:
+    """Quarantined records as COPY text rows of (run_id, line, raw, reason, rule), `raw` as JSON text."""
+    await conn.copy_to_table(
+        "sync_quarantine", source=rows, columns=("run_id", "line", "raw", "reason", "rule"), format="text"
+    )
+
+
+async def aliases(conn: asyncpg.Connection, codes: Sequence[str]) -> dict[str, str]:
+    """Legacy code -> USCC for those of `codes` that an alias maps (shared.entries.resolve_aliases, raw)."""
+    rows = await conn.fetch(
+        "SELECT alias_code, uscc FROM subject_aliases WHERE alias_code = ANY($1::text[])", sorted(set(codes))
+    )
+    return {r["alias_code"]: r["uscc"] for r in rows}
 
 
 async def quarantine(conn: asyncpg.Connection, run_id: uuid.UUID, limit: int, after_line: int) -> list[Any]:
