@@ -375,7 +375,8 @@ class Spool:
         self.staged.write("".join(rows).encode())
         if persons:
             self.persons.write("".join(persons).encode())
-        self.ids.write(("\n".join(map(copy_text, ids)) + "\n" if ids else "").encode())
+        if ids:
+            self.ids.write(("\n".join(ids if plain else map(copy_text, ids)) + "\n").encode())
         if rejected:
             self.quarantine.write("".join(rejected).encode())
 

@@ -416,3 +416,64 @@ def test_mutations_of_valid_codes_mostly_fail() -> None:
         bad = code[:5] + ("0" if code[5] != "0" else "1") + code[6:]
         rejected += _reference(bad, "uscc") is None
     assert rejected > 150
+
+
+# --- JSON pages -------------------------------------------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down (1 == 1.0 == True would hide a difference)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and a != a:
+        return bool(b != b)
+    return bool(a == b)
+
+
+def _both(body: bytes) -> tuple[Any, Any]:
+    from services.list_sync.upstream import loads
+
+    out = []
+    for parse in (loads, json.loads):
+        try:
+            out.append(parse(body))
+        except (ValueError, RecursionError) as exc:
+            out.append(type(exc).__name__)
+    return out[0], out[1]
+
+
+@FAST
+@given(value=_JSON, ascii_only=st.booleans())
+def test_loads_reads_what_json_reads(value: Any, ascii_only: bool) -> None:
+    fast, reference = _both(json.dumps(value, ensure_ascii=ascii_only).encode())
+    assert _same(fast, reference)
+
+
+@FAST
+@given(body=st.binary(max_size=40) | st.text(max_size=40).map(str.encode))
+@example(body=b"[18446744073709551616]")
+@example(body=b"[-9223372036854775809]")
+@example(body=b"\xef\xbb\xbf{}")
+@example(body=b'["\\ud800", NaN, 1e400]')
+@example(body='{"a": 1}'.encode("utf-16"))
+@example(body=b'{"a": 1, "a": 2}')
+def test_loads_fails_where_json_fails_and_agrees_elsewhere(body: bytes) -> None:
+    fast, reference = _both(body)
+    assert _same(fast, reference)
