@@ -676,25 +676,30 @@ WHERE e.source_name = $1 AND e.status IN ('active', 'objection_pending') AND e.l
   AND (e.expires_on IS NULL OR e.expires_on >= $2::date)
 """
 
+# New entries and their `published` events in one statement (the events straight from RETURNING, in the
+# order the entries went in).
 _INSERT_SQL = """
-INSERT INTO list_entries (entry_id, list_type, list_kind, subject_code, subject_kind, subject_org_code,
-    subject_name, original_code, original_kind, linked_persons, reason, decision_no, issuing_department,
-    listed_on, expires_on, status, end_reason, ended_on, source_name, source_record_id, upstream_updated_at,
-    content_hash, created_at, updated_at)
-SELECT p.entry_id, s.list_type, s.list_kind, s.subject_code, s.subject_kind, s.subject_org_code, s.subject_name,
-    s.original_code, s.original_kind, s.linked_persons, s.reason, s.decision_no, s.issuing_department,
-    s.listed_on, s.expires_on, p.new_status, p.new_end_reason, p.new_ended_on, $1::text, s.source_id,
-    s.updated_at, s.content_hash, $2::timestamptz, $2::timestamptz
-FROM _sync_plan2 p JOIN _sync_stage2 s ON s.seq = p.seq
-WHERE p.action = 'insert'
+WITH ins AS (
+    INSERT INTO list_entries (entry_id, list_type, list_kind, subject_code, subject_kind, subject_org_code,
+        subject_name, original_code, original_kind, linked_persons, reason, decision_no, issuing_department,
+        listed_on, expires_on, status, end_reason, ended_on, source_name, source_record_id, upstream_updated_at,
+        content_hash, created_at, updated_at)
+    SELECT p.entry_id, s.list_type, s.list_kind, s.subject_code, s.subject_kind, s.subject_org_code,
+        s.subject_name, s.original_code, s.original_kind, s.linked_persons, s.reason, s.decision_no,
+        s.issuing_department, s.listed_on, s.expires_on, p.new_status, p.new_end_reason, p.new_ended_on,
+        $1::text, s.source_id, s.updated_at, s.content_hash, $2::timestamptz, $2::timestamptz
+    FROM _sync_plan2 p JOIN _sync_stage2 s ON s.seq = p.seq
+    WHERE p.action = 'insert'
+    RETURNING entry_id, status
+)
+INSERT INTO entry_events (entry_id, event, at, operator, basis, run_id, status_after, data)
+SELECT entry_id, 'published', $2::timestamptz, $3::text, $4::text, $5::uuid, status,
+       CASE WHEN status = 'ended' THEN '{"upstream_status": "removed"}'::jsonb END
+FROM ins
 """
 
-_INSERT_CHANGES_SQL = """
-INSERT INTO _sync_changes (entry_id, event, status_after, basis, data)
-SELECT entry_id, 'published', new_status, NULL,
-       CASE WHEN new_status = 'ended' THEN '{"upstream_status": "removed"}'::jsonb END
-FROM _sync_plan2 WHERE action = 'insert'
-"""
+# The new entries, for subscriptions (their events are written with them).
+_PUBLISHED_SQL = "SELECT entry_id FROM _sync_plan2 WHERE action = 'insert' ORDER BY seq"
 
 _UPDATE_SQL = """
 UPDATE list_entries e SET
@@ -863,8 +868,7 @@ class SyncBatch:
         """Apply the plan: inserts, updates, ends, their events and subscription messages. Does not commit."""
         conn = self.conn
         now = dt.datetime.now(dt.UTC)
-        await conn.execute(_INSERT_SQL, self.source_name, now)
-        await conn.execute(_INSERT_CHANGES_SQL)
+        await conn.execute(_INSERT_SQL, self.source_name, now, operator, basis, run_id)
         await conn.execute(_UPDATE_CHANGES_SQL)
         await conn.execute(_UPDATE_SQL, now)
         await conn.execute(_TOUCH_SQL)
@@ -875,8 +879,10 @@ class SyncBatch:
         await conn.execute(_EVENTS_SQL, now, operator, basis, run_id)
         changes: list[EntryChange] = []
         if notify and await any_subscription(self.session):
+            published = await conn.fetch(_PUBLISHED_SQL)
             rows = await conn.fetch("SELECT entry_id, event FROM _sync_changes")
-            changes = [EntryChange(r["entry_id"], r["event"], now) for r in rows]
+            changes = [EntryChange(r["entry_id"], "published", now) for r in published]
+            changes += [EntryChange(r["entry_id"], r["event"], now) for r in rows]
             for start in range(0, len(changes), 5000):
                 await fan_out(self.session, changes[start : start + 5000])
         return changes

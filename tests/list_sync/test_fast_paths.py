@@ -238,7 +238,7 @@ def _records(draw: st.DrawFn) -> Any:
     return out
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rec=_records())
 def test_fast_record_accepts_only_what_parse_record_accepts_and_says_the_same(rec: Any) -> None:
     fast = fast_record(rec, 7, TYPES, TODAY, True)
