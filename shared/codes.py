@@ -509,24 +509,34 @@ def _fast_birth_date(digits8: str) -> datetime.date | None:
     return born
 
 
+# Check characters by weighted sum (no modulo per code): the largest sums are 30 x sum(weights) and so on.
+_USCC_CHECKS = tuple(_USCC_ALPHABET[(31 - t % 31) % 31] for t in range(30 * sum(_USCC_WEIGHTS) + 1))
+_ORG_CHECKS = tuple(
+    "X" if 11 - t % 11 == 10 else "0" if 11 - t % 11 == 11 else str(11 - t % 11)
+    for t in range(35 * sum(_ORG_WEIGHTS) + 1)
+)
+_ORG_WEIGHTS_IN_USCC = (0,) * 8 + _ORG_WEIGHTS  # positions 9-16 of a USCC
+_CITIZEN_CHECKS = tuple(_CITIZEN_CHECK[t % 11] for t in range(9 * sum(_CITIZEN_WEIGHTS) + 1))
+
+
 def _fast_uscc_ok(code: str) -> bool:
     """`code` (18 ASCII characters) passes every USCC rule of `_uscc`."""
-    values = code.encode("ascii").translate(_USCC_TABLE)
+    raw = code.encode("ascii")
+    values = raw.translate(_USCC_TABLE)
     if _INVALID in values or not code[2:8].isdigit():  # alphabet; positions 3-8 digits (ASCII here)
         return False
-    if _USCC_ALPHABET[(31 - sum(map(operator.mul, values[:17], _USCC_WEIGHTS)) % 31) % 31] != code[17]:
+    if _USCC_CHECKS[sum(map(operator.mul, values, _USCC_WEIGHTS))] != code[17]:  # the first 17
         return False
-    org = code[8:16].encode("ascii").translate(_ORG_TABLE)
-    c9 = 11 - sum(map(operator.mul, org, _ORG_WEIGHTS)) % 11
-    return code[16] == ("X" if c9 == 10 else "0" if c9 == 11 else str(c9))
+    org_check: str = _ORG_CHECKS[sum(map(operator.mul, raw.translate(_ORG_TABLE), _ORG_WEIGHTS_IN_USCC))]
+    return org_check == code[16]
 
 
 def _fast_citizen_ok(code: str, today: datetime.date) -> bool:
     """`code` (18 ASCII characters) passes every rule of `_citizen_id` (the 15-digit form is not handled)."""
-    values = code[:17].encode("ascii").translate(_DIGIT_TABLE)
-    if _INVALID in values or code[17] not in "0123456789X":
+    values = code.encode("ascii").translate(_DIGIT_TABLE)
+    if _INVALID in values[:17] or code[17] not in "0123456789X":
         return False
-    if _CITIZEN_CHECK[sum(map(operator.mul, values, _CITIZEN_WEIGHTS)) % 11] != code[17]:
+    if _CITIZEN_CHECKS[sum(map(operator.mul, values, _CITIZEN_WEIGHTS))] != code[17]:  # the first 17
         return False
     born = _fast_birth_date(code[6:14])
     return born is not None and born <= today
