@@ -18,7 +18,7 @@ import json.encoder
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 from sqlalchemy import insert, select, text, update
@@ -787,6 +787,11 @@ class BatchPlan:
         return self.would_end_in_effect / self.in_effect if self.in_effect else 0.0
 
 
+async def copy_text_rows(conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: bytes) -> None:
+    """COPY text-format rows (bytes) into `table`. asyncpg takes bytes for a file name: hand it a view."""
+    await conn.copy_to_table(table, source=memoryview(rows), columns=list(columns), format="text")
+
+
 class SyncBatch:
     """Records of one source staged with COPY and applied with a few set-based statements, all inside the
     caller's transaction (`session`): a feed page, or a whole snapshot or file.
@@ -816,19 +821,19 @@ class SyncBatch:
         await conn.execute("SET LOCAL jit = off")
         return cls(session, conn, source_name, today)
 
-    async def stage(self, rows: bytes | IO[bytes]) -> None:
+    async def stage(self, rows: bytes) -> None:
         """COPY staged records in: text-format rows of STAGE_COLUMNS (services/list_sync/runs.py writes
-        them), as bytes or a binary file positioned at their start."""
-        await self.conn.copy_to_table("_sync_stage2", source=rows, columns=STAGE_COLUMNS, format="text")
+        them). May be called once per page."""
+        await copy_text_rows(self.conn, "_sync_stage2", STAGE_COLUMNS, rows)
 
-    async def stage_persons(self, rows: bytes | IO[bytes]) -> None:
+    async def stage_persons(self, rows: bytes) -> None:
         """The staged records' linked persons: text-format rows of PERSON_COLUMNS."""
-        await self.conn.copy_to_table("_sync_persons", source=rows, columns=PERSON_COLUMNS, format="text")
+        await copy_text_rows(self.conn, "_sync_persons", PERSON_COLUMNS, rows)
 
-    async def stage_ids(self, rows: bytes | IO[bytes]) -> None:
+    async def stage_ids(self, rows: bytes) -> None:
         """Every source_id the listing carried, valid or quarantined (for a complete snapshot): one COPY
         text row each."""
-        await self.conn.copy_to_table("_sync_ids", source=rows, columns=("source_id",), format="text")
+        await copy_text_rows(self.conn, "_sync_ids", ("source_id",), rows)
 
     async def plan(self, *, complete: bool) -> BatchPlan:
         """Classify the staged records against what is stored. `complete`: the staged records are the source's

@@ -7,10 +7,10 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
+from shared.entries import copy_text_rows
 from shared.lifecycle import SHANGHAI
 
 from services.list_sync.records import ListTypeInfo
@@ -177,10 +177,6 @@ async def save_progress(
     )
 
 
-async def heartbeat(conn: asyncpg.Connection, run_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE sync_runs SET heartbeat_at = now() WHERE run_id = $1", run_id)
-
-
 async def finish_run(
     conn: asyncpg.Connection,
     run_id: uuid.UUID,
@@ -211,9 +207,11 @@ async def finish_run(
 async def store_page(
     conn: asyncpg.Connection, run_id: uuid.UUID, seq: int, cursor: str | None, body: bytes
 ) -> None:
-    """The raw page (or file) with its SHA-256, stored before anything parses it."""
+    """The raw page (or file) with its SHA-256, stored before anything parses it, and the run's heartbeat:
+    one statement, so one commit per page."""
     await conn.execute(
-        "INSERT INTO sync_pages (run_id, seq, cursor, sha256, size_bytes, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        """WITH beat AS (UPDATE sync_runs SET heartbeat_at = now() WHERE run_id = $1)
+        INSERT INTO sync_pages (run_id, seq, cursor, sha256, size_bytes, body) VALUES ($1, $2, $3, $4, $5, $6)""",
         run_id,
         seq,
         cursor,
@@ -234,19 +232,9 @@ async def page_body(conn: asyncpg.Connection, page_id: int) -> bytes:
     return body
 
 
-async def copy_quarantine(conn: asyncpg.Connection, rows: bytes | IO[bytes]) -> None:
+async def copy_quarantine(conn: asyncpg.Connection, rows: bytes) -> None:
     """Quarantined records as COPY text rows of (run_id, line, raw, reason, rule), `raw` as JSON text."""
-    await conn.copy_to_table(
-        "sync_quarantine", source=rows, columns=("run_id", "line", "raw", "reason", "rule"), format="text"
-    )
-
-
-async def aliases(conn: asyncpg.Connection, codes: Sequence[str]) -> dict[str, str]:
-    """Legacy code -> USCC for those of `codes` that an alias maps (shared.entries.resolve_aliases, raw)."""
-    rows = await conn.fetch(
-        "SELECT alias_code, uscc FROM subject_aliases WHERE alias_code = ANY($1::text[])", sorted(set(codes))
-    )
-    return {r["alias_code"]: r["uscc"] for r in rows}
+    await copy_text_rows(conn, "sync_quarantine", ("run_id", "line", "raw", "reason", "rule"), rows)
 
 
 async def quarantine(conn: asyncpg.Connection, run_id: uuid.UUID, limit: int, after_line: int) -> list[Any]:

@@ -35,11 +35,10 @@ import logging
 import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -101,10 +100,10 @@ class Counts:
     ended: int = 0
     unmapped_legacy: int = 0
 
-    def add(self, plan: BatchPlan, spool: Spool) -> None:
-        self.received += spool.received
-        self.quarantined += spool.quarantined
-        self.duplicates += spool.pre_duplicates + plan.duplicates
+    def add(self, plan: BatchPlan, staging: Staging) -> None:
+        self.received += staging.received
+        self.quarantined += staging.quarantined
+        self.duplicates += staging.pre_duplicates + plan.duplicates
         self.inserted += plan.inserted
         self.updated += plan.updated
         self.unchanged += plan.unchanged
@@ -185,7 +184,6 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\
 # ("surrogatepass") into a lone surrogate.
 _UNSAFE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
-SPOOL_MEMORY = 16 * 1024 * 1024  # bytes of staged rows kept in memory before the spool moves to a file
 
 
 def page_flags(body: bytes) -> tuple[bool, bool]:
@@ -290,11 +288,21 @@ def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
 AliasLookup = Callable[[list[str]], Awaitable[dict[str, str]]]
 
 
-class Spool:
-    """A run's records as COPY text rows, validated as they arrive: the staged records, every source_id named
-    (valid or not: a quarantined record still counts as listed) and the quarantined records. Rows are kept in
-    spooled temporary files (memory up to SPOOL_MEMORY each, then disk), so a million-record snapshot never
-    sits in memory as Python objects; the transaction that applies them COPYs them in at once.
+@dataclass(frozen=True, slots=True)
+class PageRows:
+    """One page's records as COPY text rows: staged records (shared.entries.STAGE_COLUMNS), their linked
+    persons (PERSON_COLUMNS), every source_id named (valid or not: a quarantined record still counts as
+    listed), and quarantine rows (run_id, line, raw, reason, rule)."""
+
+    staged: bytes
+    persons: bytes
+    ids: bytes
+    quarantine: bytes
+
+
+class Staging:
+    """Validates a run's records page by page into COPY text rows (`add`), and counts them. Nothing of a page
+    outlives its rows: a million-record snapshot is never in memory as Python objects.
 
     `seen` (feeds only): the newest `updated_at` per source_id of the run's earlier pages; a repeat that is
     not newer is a duplicate and not staged (a snapshot stages all and lets SQL pick the newest)."""
@@ -313,18 +321,13 @@ class Spool:
         self.today = today
         self.seen = seen
         self.keep_quarantine = quarantine
-        # Closed by `close()` (every run closes its spool in a `finally`).
-        self.staged = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
-        self.ids = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
-        self.quarantine = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
-        self.persons = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115
         self.id_base = entry_id_base()
-        self.received = self.staged_count = self.quarantined = self.pre_duplicates = 0
+        self.received = self.staged = self.quarantined = self.pre_duplicates = 0
         self.newest: dict[str, dt.datetime | None] = {}
 
     async def add(
         self, items: Iterable[tuple[int, Any, Any]], *, flags: tuple[bool, bool], aliases: AliasLookup
-    ) -> None:
+    ) -> PageRows:
         """Validate (line, record, raw) items of one page; map legacy codes through `aliases` (one lookup).
         `flags`: the page's (safe, plain), see `page_flags`."""
         safe, plain = flags
@@ -371,22 +374,25 @@ class Spool:
             rows.append(stage_row(v, uscc, seen_before=seen_before, plain=plain, entry_id=entry_id))
             if v.persons:
                 persons.append(person_rows(v, plain))
-        self.staged_count += len(rows)
-        self.staged.write("".join(rows).encode())
-        if persons:
-            self.persons.write("".join(persons).encode())
-        if ids:
-            self.ids.write(("\n".join(ids if plain else map(copy_text, ids)) + "\n").encode())
-        if rejected:
-            self.quarantine.write("".join(rejected).encode())
+        self.staged += len(rows)
+        return PageRows(
+            staged="".join(rows).encode(),
+            persons="".join(persons).encode(),
+            ids=("\n".join(ids if plain else map(copy_text, ids)) + "\n").encode() if ids else b"",
+            quarantine="".join(rejected).encode(),
+        )
 
-    def rewind(self) -> None:
-        for f in (self.staged, self.ids, self.quarantine, self.persons):
-            f.seek(0)
 
-    def close(self) -> None:
-        for f in (self.staged, self.ids, self.quarantine, self.persons):
-            f.close()
+async def stage_page(conn: asyncpg.Connection, batch: SyncBatch, rows: PageRows) -> None:
+    """COPY one page's rows in (inside the batch's transaction)."""
+    if rows.staged:
+        await batch.stage(rows.staged)
+    if rows.persons:
+        await batch.stage_persons(rows.persons)
+    if rows.ids:
+        await batch.stage_ids(rows.ids)
+    if rows.quarantine:
+        await repo.copy_quarantine(conn, rows.quarantine)
 
 
 def page_items(kind: str, body: bytes, first_line: int) -> list[tuple[int, Any, Any]]:
@@ -439,7 +445,6 @@ class RunContext:
 async def _store(ctx: RunContext, seq: int, cursor: str | None, body: bytes) -> None:
     async with ctx.db.connection() as conn:
         await repo.store_page(conn, ctx.run_id, seq, cursor, body)
-        await repo.heartbeat(conn, ctx.run_id)
 
 
 async def _fetched(ctx: RunContext, fetch: Awaitable[Fetched], cursor: str | None, seq: int) -> Fetched:
@@ -459,14 +464,6 @@ def _upstream(ctx: RunContext) -> UpstreamClient:
         deadline=ctx.deadline,
         transport=ctx.transport,
     )
-
-
-def _alias_lookup(db: Database) -> AliasLookup:
-    async def lookup(codes: list[str]) -> dict[str, str]:
-        async with db.connection() as conn:
-            return await repo.aliases(conn, codes)
-
-    return lookup
 
 
 def _session_alias_lookup(session: Any) -> AliasLookup:
@@ -490,30 +487,23 @@ async def _run_feed(ctx: RunContext) -> None:
             next_cursor = envelope.next_cursor if envelope.next_cursor is not None else cursor
             items = numbered(envelope.entries, line)
             line += len(envelope.entries)
-            spool = Spool(ctx.run_id, list_types=ctx.list_types, today=ctx.today, seen=seen)
-            try:
-                async with ctx.db.session() as session:
-                    conn = await raw_connection(session)
-                    await spool.add(
-                        items, flags=page_flags(fetched.body), aliases=_session_alias_lookup(session)
-                    )
-                    spool.rewind()
-                    if spool.quarantined:
-                        await repo.copy_quarantine(conn, spool.quarantine)
-                    batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
-                    await batch.stage(spool.staged)
-                    await batch.stage_persons(spool.persons)
-                    plan = await batch.plan(complete=False)
-                    await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)
-                    await batch.close()
-                    counts.add(plan, spool)
-                    # The page, its effects and the cursor past it commit together: a crash resumes here.
-                    await repo.set_source_cursor(conn, ctx.name, next_cursor)
-                    await repo.save_progress(conn, ctx.run_id, counts.as_json(), next_cursor)
-                    await session.commit()
-            finally:
-                spool.close()
-            for source_id, updated_at in spool.newest.items():
+            staging = Staging(ctx.run_id, list_types=ctx.list_types, today=ctx.today, seen=seen)
+            async with ctx.db.session() as session:
+                conn = await raw_connection(session)
+                rows = await staging.add(
+                    items, flags=page_flags(fetched.body), aliases=_session_alias_lookup(session)
+                )
+                batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
+                await stage_page(conn, batch, replace(rows, ids=b""))  # a feed page ends nothing
+                plan = await batch.plan(complete=False)
+                await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)
+                await batch.close()
+                counts.add(plan, staging)
+                # The page, its effects and the cursor past it commit together: a crash resumes here.
+                await repo.set_source_cursor(conn, ctx.name, next_cursor)
+                await repo.save_progress(conn, ctx.run_id, counts.as_json(), next_cursor)
+                await session.commit()
+            for source_id, updated_at in staging.newest.items():
                 if source_id not in seen or _later(updated_at, seen[source_id]):
                     seen[source_id] = updated_at
             ctx.report("fetch", pages, line)
@@ -529,44 +519,31 @@ async def _run_feed(ctx: RunContext) -> None:
 
 
 async def _run_snapshot(ctx: RunContext) -> None:
-    """Fetch, store and validate page by page (the next page is on its way while this one is validated),
-    then apply the whole listing in one transaction."""
+    """Store every page (the next one is on its way while this one is stored and read), then apply."""
     cursor: str | None = None
-    pages = 0
-    spool = Spool(ctx.run_id, list_types=ctx.list_types, today=ctx.today)
-    aliases = _alias_lookup(ctx.db)
-    try:
-        async with _upstream(ctx) as upstream:
-            pending: asyncio.Future[Fetched] = asyncio.ensure_future(upstream.fetch(cursor, PAGE_LIMIT))
-            try:
-                while True:
-                    fetched = await _fetched(ctx, pending, cursor, pages + 1)
-                    pages += 1
-                    await _store(ctx, pages, cursor, fetched.body)
-                    envelope = parse_envelope(fetched.body, fetched.content_type)
-                    if envelope.has_more:
-                        if envelope.next_cursor is None or envelope.next_cursor == cursor:
-                            raise MalformedPage(
-                                "has_more is true but next_cursor is missing or did not advance"
-                            )
-                        cursor = envelope.next_cursor
-                        pending = asyncio.ensure_future(upstream.fetch(cursor, PAGE_LIMIT))
-                    await spool.add(
-                        numbered(envelope.entries, spool.received),
-                        flags=page_flags(fetched.body),
-                        aliases=aliases,
-                    )
-                    ctx.report("fetch", pages, spool.received)
-                    if not envelope.has_more:
-                        break
-            finally:
-                if not pending.done():
-                    pending.cancel()
-                    with contextlib.suppress(BaseException):
-                        await pending
-        await _apply_listing(ctx, spool, pages=pages, force=False, from_status="running")
-    finally:
-        spool.close()
+    pages = records = 0
+    async with _upstream(ctx) as upstream:
+        pending: asyncio.Future[Fetched] = asyncio.ensure_future(upstream.fetch(cursor, PAGE_LIMIT))
+        try:
+            while True:
+                fetched = await _fetched(ctx, pending, cursor, pages + 1)
+                pages += 1
+                await _store(ctx, pages, cursor, fetched.body)
+                envelope = parse_envelope(fetched.body, fetched.content_type)
+                records += len(envelope.entries)
+                ctx.report("fetch", pages, records)
+                if not envelope.has_more:
+                    break
+                if envelope.next_cursor is None or envelope.next_cursor == cursor:
+                    raise MalformedPage("has_more is true but next_cursor is missing or did not advance")
+                cursor = envelope.next_cursor
+                pending = asyncio.ensure_future(upstream.fetch(cursor, PAGE_LIMIT))
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+    await apply_listing(ctx, force=False, from_status="running")
 
 
 async def _run_file(ctx: RunContext) -> None:
@@ -582,12 +559,7 @@ async def _run_file(ctx: RunContext) -> None:
     body = await asyncio.to_thread(path.read_bytes)
     await _store(ctx, 1, ctx.source["path"], body)
     ctx.report("fetch", 1, 0)
-    spool = Spool(ctx.run_id, list_types=ctx.list_types, today=ctx.today)
-    try:
-        await spool.add(page_items("file", body, 0), flags=file_flags(body), aliases=_alias_lookup(ctx.db))
-        await _apply_listing(ctx, spool, pages=1, force=False, from_status="running")
-    finally:
-        spool.close()
+    await apply_listing(ctx, force=False, from_status="running")
 
 
 HANDLERS = {"feed": _run_feed, "snapshot": _run_snapshot, "file": _run_file}
@@ -596,43 +568,54 @@ HANDLERS = {"feed": _run_feed, "snapshot": _run_snapshot, "file": _run_file}
 async def apply_listing(
     ctx: RunContext, *, force: bool, from_status: str, record_quarantine: bool = True
 ) -> str:
-    """Apply a complete listing (snapshot or file) from the run's stored pages, validated again, in one
-    transaction with the run's new status (a held run's confirm). Returns `held` or `succeeded`."""
-    spool = Spool(ctx.run_id, list_types=ctx.list_types, today=ctx.today, quarantine=record_quarantine)
-    try:
-        async with ctx.db.connection() as conn:
-            page_ids = await repo.page_ids(conn, ctx.run_id)
-        aliases = _alias_lookup(ctx.db)
-        for page_id in page_ids:  # one page at a time: a million-entry snapshot is never all in memory
-            async with ctx.db.connection() as conn:
-                body = await repo.page_body(conn, page_id)
-            kind = ctx.source["kind"]
-            flags = file_flags(body) if kind == "file" else page_flags(body)
-            await spool.add(page_items(kind, body, spool.received), flags=flags, aliases=aliases)
-        return await _apply_listing(ctx, spool, pages=len(page_ids), force=force, from_status=from_status)
-    finally:
-        spool.close()
+    """Apply a complete listing (snapshot or file) from the run's stored pages, in one transaction with the
+    run's new status: each page is validated into COPY rows and staged, then the whole listing is classified
+    and (unless held) applied set-based. Returns `held` or `succeeded`.
 
-
-async def _apply_listing(ctx: RunContext, spool: Spool, *, pages: int, force: bool, from_status: str) -> str:
-    """Apply a complete listing from its spool in one transaction with the run's new status: COPY into
-    staging, classify, and (unless held) apply set-based. Returns `held` or `succeeded`."""
-    spool.rewind()
+    One statement at a time runs on the transaction's connection, but a page's COPY is not waited for
+    until the next page is validated: the database takes in one page while Python reads the next."""
+    kind = ctx.source["kind"]
+    staging = Staging(ctx.run_id, list_types=ctx.list_types, today=ctx.today, quarantine=record_quarantine)
     async with ctx.db.session() as session:
         conn = await raw_connection(session)
         if await repo.lock_run(conn, ctx.run_id) is None:
             raise NotFound("no such run")
         await repo.set_bulk_limits(conn, max(int((ctx.deadline - time.monotonic()) * 1000), 1000))
         batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
-        if spool.keep_quarantine and spool.quarantined:
-            await repo.copy_quarantine(conn, spool.quarantine)
-        await batch.stage(spool.staged)
-        await batch.stage_persons(spool.persons)
-        await batch.stage_ids(spool.ids)
-        ctx.report("apply", pages, spool.received)
+        page_ids = await repo.page_ids(conn, ctx.run_id)
+        copying: asyncio.Future[None] | None = None
+
+        async def settle() -> None:
+            nonlocal copying
+            if copying is not None:
+                task, copying = copying, None
+                await task
+
+        async def aliases(codes: list[str]) -> dict[str, str]:
+            await settle()  # the connection runs one statement at a time
+            return await resolve_aliases(session, codes)
+
+        try:
+            body = await repo.page_body(conn, page_ids[0]) if page_ids else b""
+            for number in range(1, len(page_ids) + 1):
+                flags = file_flags(body) if kind == "file" else page_flags(body)
+                rows = await staging.add(
+                    page_items(kind, body, staging.received), flags=flags, aliases=aliases
+                )
+                await settle()
+                # One page at a time: a million-entry snapshot is never all in memory.
+                body = await repo.page_body(conn, page_ids[number]) if number < len(page_ids) else b""
+                copying = asyncio.ensure_future(stage_page(conn, batch, rows))
+                ctx.report("apply", number, staging.received)
+            await settle()
+        finally:
+            if copying is not None and not copying.done():
+                copying.cancel()
+                with contextlib.suppress(BaseException):
+                    await copying
         plan = await batch.plan(complete=True)
         counts = Counts()
-        counts.add(plan, spool)
+        counts.add(plan, staging)
         held = not force and plan.end_share > ctx.settings.snapshot_max_end_share
         if not held:
             await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)
