@@ -211,6 +211,15 @@ def copy_text(value: str) -> str:
     return value.translate(_COPY_ESCAPES)
 
 
+def _storable(value: str) -> bool:
+    return "\x00" not in value and (value.isascii() or value.encode("utf-8", "replace").decode() == value)
+
+
+def storable_text(value: str) -> str:
+    """`value` as text PostgreSQL stores: a quarantine reason can quote a record's own key."""
+    return value if _storable(value) else value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
+
+
 _json_str = json.encoder.encode_basestring  # json.dumps(value, ensure_ascii=False) for a str
 
 
@@ -345,12 +354,13 @@ class Staging:
                 continue
             assert isinstance(result, Rejected)
             self.quarantined += 1
-            if result.source_id is not None:
+            # A source_id PostgreSQL cannot store (NUL, lone surrogate) names no stored entry either.
+            if result.source_id is not None and (safe or _storable(result.source_id)):
                 ids.append(result.source_id)
             if self.keep_quarantine:
                 rejected.append(
                     f"{self.run_id}\t{result.line}\t{copy_text(storable_json(result.raw))}\t"
-                    f"{copy_text(result.reason)}\t{copy_text(result.rule)}\n"
+                    f"{copy_text(storable_text(result.reason))}\t{copy_text(result.rule)}\n"
                 )
         self.received += received
         legacy = [v.code for v in valid if v.kind in LEGACY_KINDS]

@@ -478,3 +478,21 @@ def test_loads_reads_what_json_reads(value: Any, ascii_only: bool) -> None:
 def test_loads_fails_where_json_fails_and_agrees_elsewhere(body: bytes) -> None:
     fast, reference = _both(body)
     assert _same(fast, reference)
+
+
+async def test_unstorable_text_in_a_rejected_record_is_quarantined_not_fatal(
+    db: Database, catalogue: None, sync_settings: Settings
+) -> None:
+    entries = [
+        record("OK-1"),
+        record("NUL\x00ID"),  # its source_id cannot be stored; the record is quarantined
+        {**record("KEY-1"), "bad\x00key": "x" * 4001},  # the reason names the key
+        {**record("SUR-1"), "k\ud800": "x" * 4001},
+    ]
+    body = json.dumps(envelope(entries)).encode()
+    view = await _snapshot_body(db, sync_settings, body, "unstorable")
+    assert view["status"] == "succeeded", view
+    assert (view["counts"]["inserted"], view["counts"]["quarantined"]) == (1, 3)
+    rows = await fetch(db, "SELECT line, rule, reason FROM sync_quarantine ORDER BY line")
+    assert [r["rule"] for r in rows] == ["text.invalid", "text.too_long", "text.too_long"]
+    assert all("\x00" not in r["reason"] for r in rows)
