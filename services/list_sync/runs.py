@@ -7,11 +7,13 @@ source lock is free has lost its process: whoever finds it marks it `failed`.
 
     feed       page by page: store the raw page, then in one transaction parse, quarantine, apply and move the
                source's cursor. A failed run keeps its committed pages; the next run resumes from the cursor.
-    snapshot   always from no cursor: store every raw page; then, in ONE transaction, re-parse the stored
-               pages, COPY the records into a staging table and apply them set-based, ending the source's
-               entries the listing no longer carries. A failed run changes nothing. If it would end more than
-               ONECHECK_SNAPSHOT_MAX_END_SHARE of the source's entries in effect, the run is `held` and
-               nothing changes until confirm (re-applied from the stored pages) or discard.
+    snapshot   always from no cursor: store every raw page (the next one is fetched meanwhile); then, in ONE
+               transaction, read the stored pages back one at a time, validate each into COPY text rows
+               (records.fast_record for the common record, parse_record for the rest) and COPY them into a
+               staging table while the next page is validated, and apply the listing set-based, ending the
+               source's entries the listing no longer carries. A failed run changes nothing. If it would end
+               more than ONECHECK_SNAPSHOT_MAX_END_SHARE of the source's entries in effect, the run is `held`
+               and nothing changes until confirm (re-applied from the stored pages) or discard.
     file       a CSV or XLSX under ONECHECK_IMPORT_DIR, applied exactly like a snapshot of its source (the file
                is the source's complete listing; its rows have no `updated_at`, so none is ever stale).
 
