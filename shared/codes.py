@@ -16,6 +16,7 @@ import datetime
 import enum
 import hashlib
 import hmac
+import operator
 import unicodedata
 import zoneinfo
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "SubjectKind",
     "citizen_id_15_to_18",
     "citizen_id_check_char",
+    "fast_normalise",
     "mask_citizen_id",
     "mask_code",
     "mask_name",
@@ -478,3 +480,104 @@ def _detect(code: str, given: str, today: datetime.date) -> SubjectCode:
         "a subject code has 9 characters (org code, or 10 with its hyphen), 15 (registration number, "
         f"legacy citizen ID) or 18 (USCC, citizen ID), got {len(code)}",
     )
+
+
+# --- fast path for bulk validation ---------------------------------------------------------------------
+#
+# List sync validates every code of a million-record snapshot. `fast_normalise` answers the common case — a
+# plain ASCII code that passes every rule of its kind — with table lookups and C-level sums instead of
+# `normalise`'s general path; whatever it is not sure of (anything to normalise first, a failure, a legacy
+# 15-digit citizen id, an ambiguous code) it leaves to `normalise`. It adds no rule and drops none: when it
+# answers, `normalise` gives the same code, kind and org code (tests/list_sync/test_fast_paths.py holds them
+# equal); it skips only the soft-rule warnings, which bulk validation does not use.
+
+_INVALID = 255
+_USCC_TABLE = bytes(_USCC_VALUES.get(chr(b), _INVALID) for b in range(256))
+_ORG_TABLE = bytes(_ORG_VALUES.get(chr(b), _INVALID) for b in range(256))
+_DIGIT_TABLE = bytes(b - 48 if 48 <= b <= 57 else _INVALID for b in range(256))
+_KINDS_BY_VALUE: dict[str | None, SubjectKind | None] = {k.value: k for k in SubjectKind}
+_KINDS_BY_VALUE[None] = None
+_birth_dates: dict[str, datetime.date | None] = {}  # YYYYMMDD -> the date, or None if not a real date
+
+
+def _fast_birth_date(digits8: str) -> datetime.date | None:
+    if digits8 in _birth_dates:
+        return _birth_dates[digits8]
+    born = _birth_date(digits8)
+    if len(_birth_dates) < 200_000:  # ~73,000 real dates from year 1800 to 2000; bounded whatever comes
+        _birth_dates[digits8] = born
+    return born
+
+
+# Check characters by weighted sum (no modulo per code): the largest sums are 30 x sum(weights) and so on.
+_USCC_CHECKS = tuple(_USCC_ALPHABET[(31 - t % 31) % 31] for t in range(30 * sum(_USCC_WEIGHTS) + 1))
+_ORG_CHECKS = tuple(
+    "X" if 11 - t % 11 == 10 else "0" if 11 - t % 11 == 11 else str(11 - t % 11)
+    for t in range(35 * sum(_ORG_WEIGHTS) + 1)
+)
+_ORG_WEIGHTS_IN_USCC = (0,) * 8 + _ORG_WEIGHTS  # positions 9-16 of a USCC
+_CITIZEN_CHECKS = tuple(_CITIZEN_CHECK[t % 11] for t in range(9 * sum(_CITIZEN_WEIGHTS) + 1))
+
+
+def _fast_uscc_ok(code: str) -> bool:
+    """`code` (18 ASCII characters) passes every USCC rule of `_uscc`."""
+    raw = code.encode("ascii")
+    values = raw.translate(_USCC_TABLE)
+    if _INVALID in values or not code[2:8].isdigit():  # alphabet; positions 3-8 digits (ASCII here)
+        return False
+    if _USCC_CHECKS[sum(map(operator.mul, values, _USCC_WEIGHTS))] != code[17]:  # the first 17
+        return False
+    org_check: str = _ORG_CHECKS[sum(map(operator.mul, raw.translate(_ORG_TABLE), _ORG_WEIGHTS_IN_USCC))]
+    return org_check == code[16]
+
+
+def _fast_citizen_ok(code: str, today: datetime.date) -> bool:
+    """`code` (18 ASCII characters) passes every rule of `_citizen_id` (the 15-digit form is not handled)."""
+    values = code.encode("ascii").translate(_DIGIT_TABLE)
+    if _INVALID in values[:17] or code[17] not in "0123456789X":
+        return False
+    if _CITIZEN_CHECKS[sum(map(operator.mul, values, _CITIZEN_WEIGHTS))] != code[17]:  # the first 17
+        return False
+    born = _fast_birth_date(code[6:14])
+    return born is not None and born <= today
+
+
+def fast_normalise(
+    raw: str, kind: SubjectKind | str | None, today: datetime.date
+) -> tuple[str, SubjectKind, str | None] | None:
+    """(code, kind, org_code) exactly as ``normalise(raw, kind, today=today)`` gives them when ``raw`` is a
+    plain ASCII code (letters and digits only) that passes its rules; None otherwise: then call
+    ``normalise``, which decides (and names the failed rule)."""
+    if not (raw.isascii() and raw.isalnum()):  # spaces, hyphens, full-width forms: normalise first
+        return None
+    try:
+        wanted = _KINDS_BY_VALUE[kind]
+    except KeyError:
+        return None
+    code = raw.upper()  # ASCII only here, so the same as `_ASCII_UPPER`
+    size = len(code)
+    if size == 18:
+        if wanted is SubjectKind.USCC:
+            return (code, SubjectKind.USCC, code[8:17]) if _fast_uscc_ok(code) else None
+        if wanted is SubjectKind.CITIZEN_ID:
+            return (code, SubjectKind.CITIZEN_ID, None) if _fast_citizen_ok(code, today) else None
+        if wanted is None:
+            as_uscc, as_citizen = _fast_uscc_ok(code), _fast_citizen_ok(code, today)
+            if as_uscc and not as_citizen:
+                return code, SubjectKind.USCC, code[8:17]
+            if as_citizen and not as_uscc:
+                return code, SubjectKind.CITIZEN_ID, None
+        return None  # invalid, ambiguous, or another kind's length: normalise says which
+    if size == 9 and wanted in (None, SubjectKind.ORG_CODE):
+        # ASCII letters and digits are all in the GB 11714 alphabet, so the check character is defined.
+        if code[8] in "0123456789X" and code[8] == org_code_check_char(code[:8]):
+            return code, SubjectKind.ORG_CODE, code
+        return None
+    if (
+        size == 15
+        and wanted in (None, SubjectKind.REGISTRATION_NO)
+        and code.isdigit()
+        and code[14] == registration_no_check_digit(code[:14])
+    ):
+        return code, SubjectKind.REGISTRATION_NO, None
+    return None  # a legacy citizen id, another length, or invalid

@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import json.encoder
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 from sqlalchemy import insert, select, text, update
@@ -63,18 +64,73 @@ def content_hash(entry: NewEntry, subject_code: str) -> str:
 
     bench/generate.py computes the same digest for its COPY-loaded rows: change both together.
     """
-    content = {
-        "list_type": entry.list_type,
-        "subject_code": subject_code,
-        "subject_name": entry.subject_name,
-        "linked_persons": sorted((p.role, p.code, p.name) for p in entry.linked_persons),
-        "reason": entry.reason,
-        "decision_no": entry.decision_no,
-        "issuing_department": entry.issuing_department,
-        "listed_on": entry.listed_on.isoformat(),
-        "expires_on": entry.expires_on.isoformat() if entry.expires_on else None,
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return content_digest(
+        list_type=entry.list_type,
+        subject_code=subject_code,
+        subject_name=entry.subject_name,
+        persons=[(p.role, p.code, p.name) for p in entry.linked_persons],
+        reason=entry.reason,
+        decision_no=entry.decision_no,
+        issuing_department=entry.issuing_department,
+        listed_on=entry.listed_on,
+        expires_on=entry.expires_on,
+    )
+
+
+_json_str = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) writes for a str
+
+
+def content_digest(
+    *,
+    list_type: str,
+    subject_code: str,
+    subject_name: str,
+    persons: Iterable[tuple[str, str, str]],
+    reason: str,
+    decision_no: str,
+    issuing_department: str,
+    listed_on: dt.date,
+    expires_on: dt.date | None,
+) -> str:
+    """`content_hash` from plain values: SHA-256 of the content as
+    `json.dumps({...}, sort_keys=True, ensure_ascii=False)` writes it (persons as sorted [role, code, name]
+    lists), built directly: a snapshot hashes every one of its records."""
+    return content_digest_iso(
+        list_type,
+        subject_code,
+        subject_name,
+        sorted(persons),
+        reason,
+        decision_no,
+        issuing_department,
+        listed_on.isoformat(),
+        expires_on.isoformat() if expires_on else None,
+    )
+
+
+def content_digest_iso(
+    list_type: str,
+    subject_code: str,
+    subject_name: str,
+    sorted_persons: Sequence[tuple[str, str, str]],
+    reason: str,
+    decision_no: str,
+    issuing_department: str,
+    listed_on: str,
+    expires_on: str | None,
+) -> str:
+    """`content_digest` with the persons already sorted and the dates as `YYYY-MM-DD` (the bulk path)."""
+    enc = _json_str
+    people = ", ".join([f"[{enc(r)}, {enc(c)}, {enc(n)}]" for r, c, n in sorted_persons])
+    expiry = f'"{expires_on}"' if expires_on else "null"
+    text = (
+        f'{{"decision_no": {enc(decision_no)}, "expires_on": {expiry}, '
+        f'"issuing_department": {enc(issuing_department)}, "linked_persons": [{people}], '
+        f'"list_type": {enc(list_type)}, "listed_on": "{listed_on}", '
+        f'"reason": {enc(reason)}, "subject_code": {enc(subject_code)}, '
+        f'"subject_name": {enc(subject_name)}}}'
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def resolve_alias(session: AsyncSession, subject: SubjectCode) -> tuple[str, str, str | None]:
@@ -452,39 +508,39 @@ async def expire_due_entries(
 # --- many entries of one source: staged, set-based --------------------------------------------------------
 
 
-class StagedRecord(NamedTuple):
-    """One valid upstream record, normalised, as COPY puts it in the staging table."""
-
-    seq: int  # its number in the run: the first of equal `updated_at` repeats wins
-    source_id: str
-    list_type: str
-    list_kind: str
-    subject_code: str  # after alias mapping
-    subject_kind: str
-    subject_org_code: str | None
-    original_code: str
-    original_kind: str
-    subject_name: str
-    linked_persons: str  # JSON text
-    reason: str
-    decision_no: str
-    issuing_department: str
-    listed_on: dt.date
-    expires_on: dt.date | None
-    upstream_status: str  # active | removed
-    updated_at: dt.datetime | None
-    content_hash: str
-    unmapped: bool  # a legacy code no alias maps
-    seen_before: bool  # its source_id came in an earlier batch of this run (a feed's earlier page)
-    entry_id: uuid.UUID  # used if it is inserted
-
-
-STAGE_COLUMNS = StagedRecord._fields
+# The staging table's columns, in the order of the COPY text rows `SyncBatch.stage` takes (one valid upstream
+# record each, normalised; see services/list_sync/runs.py `stage_row`).
+STAGE_COLUMNS = (
+    "seq",  # its number in the run: the first of equal `updated_at` repeats wins
+    "source_id",
+    "list_type",
+    "list_kind",
+    "subject_code",  # after alias mapping
+    "subject_kind",
+    "subject_org_code",
+    "original_code",
+    "original_kind",
+    "subject_name",
+    "linked_persons",  # JSON array of {role, code, name}
+    "reason",
+    "decision_no",
+    "issuing_department",
+    "listed_on",
+    "expires_on",
+    "upstream_status",  # active | removed
+    "updated_at",
+    "content_hash",
+    "unmapped",  # a legacy code no alias maps
+    "seen_before",  # its source_id came in an earlier batch of this run (a feed's earlier page)
+    "entry_id",  # used if it is inserted: time-ordered (UUIDv7), so the primary key grows at its end
+)
+# Its linked persons, one COPY text row each (the entry_persons rows if the record is inserted or updated).
+PERSON_COLUMNS = ("seq", "person_code", "role", "person_name")
 
 _STAGE_COLUMNS_DDL = """
     seq integer NOT NULL, source_id text NOT NULL, list_type text NOT NULL, list_kind text NOT NULL,
     subject_code text NOT NULL, subject_kind text NOT NULL, subject_org_code text, original_code text NOT NULL,
-    original_kind text NOT NULL, subject_name text NOT NULL, linked_persons text NOT NULL, reason text NOT NULL,
+    original_kind text NOT NULL, subject_name text NOT NULL, linked_persons jsonb NOT NULL, reason text NOT NULL,
     decision_no text NOT NULL, issuing_department text NOT NULL, listed_on date NOT NULL, expires_on date,
     upstream_status text NOT NULL, updated_at timestamptz, content_hash text NOT NULL, unmapped boolean NOT NULL,
     seen_before boolean NOT NULL, entry_id uuid NOT NULL
@@ -492,13 +548,19 @@ _STAGE_COLUMNS_DDL = """
 
 # Temp tables live as long as the connection and are emptied at every commit: a pooled connection creates
 # them once, and statements prepared against them stay valid (a DROP/CREATE per batch would also pile up
-# relation locks in a long transaction).
+# relation locks in a long transaction). The names are new with this layout of the staging table (a
+# connection keeps a temp table as it was first created). The plan holds only what the statements need
+# besides the staged record, which they join by `seq`.
 _STAGE_DDL = f"""
-CREATE TEMP TABLE IF NOT EXISTS _sync_stage ({_STAGE_COLUMNS_DDL}) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _sync_stage2 ({_STAGE_COLUMNS_DDL}) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _sync_ids (source_id text NOT NULL) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _sync_plan ({_STAGE_COLUMNS_DDL},
-    cur_id uuid, cur_in_effect boolean, move text, new_status text, new_end_reason text, new_ended_on date,
-    action text, before jsonb
+CREATE TEMP TABLE IF NOT EXISTS _sync_persons (
+    seq integer NOT NULL, person_code text NOT NULL, role text NOT NULL, person_name text NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _sync_plan2 (
+    seq integer NOT NULL, entry_id uuid NOT NULL, cur_id uuid, cur_in_effect boolean, move text NOT NULL,
+    new_status text NOT NULL, new_end_reason text, new_ended_on date, action text NOT NULL, touch boolean,
+    before jsonb, seen_before boolean NOT NULL, unmapped boolean NOT NULL, updated_at timestamptz
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS _sync_changes (
     entry_id uuid NOT NULL, event text NOT NULL, status_after text NOT NULL, basis text, data jsonb
@@ -506,7 +568,7 @@ CREATE TEMP TABLE IF NOT EXISTS _sync_changes (
 """
 
 # Several batches may share one transaction (tests; a caller applying more than one).
-_EMPTY_DDL = "TRUNCATE _sync_stage, _sync_ids, _sync_plan, _sync_changes"
+_EMPTY_DDL = "TRUNCATE _sync_stage2, _sync_ids, _sync_persons, _sync_plan2, _sync_changes"
 
 _STAGE_LIST = ", ".join(STAGE_COLUMNS)
 _END_DATE = "LEAST($2::date, coalesce((w.updated_at AT TIME ZONE 'Asia/Shanghai')::date, $2::date))"
@@ -515,28 +577,30 @@ _END_DATE = "LEAST($2::date, coalesce((w.updated_at AT TIME ZONE 'Asia/Shanghai'
 #   move   new | end (upstream removed it) | reopen (re-listed after a sync ended it) |
 #          unexpire (a later expires_on revives an entry the expiry job ended) | keep
 #   action insert | stale (older than stored) | unchanged (same content and status) | update
+#   touch  unchanged, but with a newer upstream `updated_at` than stored (kept, so an older re-delivery is
+#          recognised as stale)
 # Lifecycle decisions taken here (repair, objection_upheld, an API removal) are never undone by a sync.
+# Only the columns the decision needs are sorted for DISTINCT ON; the rest stays in the stage. The plan is
+# written in `seq` order, the order of the staged records and of their entry ids, so new entries go into the
+# primary key (and the foreign-key checks of their events and persons find them) in ascending order.
 _PLAN_SQL = f"""
-INSERT INTO _sync_plan ({_STAGE_LIST}, cur_id, cur_in_effect, move, new_status, new_end_reason, new_ended_on,
-                        action, before)
-SELECT {", ".join("w." + c for c in STAGE_COLUMNS)}, e.entry_id,
+INSERT INTO _sync_plan2 (seq, entry_id, cur_id, cur_in_effect, move, new_status, new_end_reason, new_ended_on,
+                         action, touch, before, seen_before, unmapped, updated_at)
+SELECT w.seq, coalesce(e.entry_id, w.entry_id), e.entry_id,
        (e.status IN ('active', 'objection_pending') AND e.listed_on <= $2::date
         AND (e.expires_on IS NULL OR e.expires_on >= $2::date)),
-       m.move, n.new_status, n.new_end_reason, n.new_ended_on,
-       CASE
-           WHEN e.entry_id IS NULL THEN 'insert'
-           WHEN w.updated_at < e.upstream_updated_at THEN 'stale'
-           WHEN w.content_hash = e.content_hash AND n.new_status = e.status
-                AND n.new_end_reason IS NOT DISTINCT FROM e.end_reason THEN 'unchanged'
-           ELSE 'update'
-       END,
-       CASE WHEN e.entry_id IS NOT NULL THEN jsonb_build_object(
+       m.move, n.new_status, n.new_end_reason, n.new_ended_on, a.action,
+       a.action = 'unchanged' AND w.updated_at > coalesce(e.upstream_updated_at, '-infinity'::timestamptz),
+       CASE WHEN a.action = 'update' THEN jsonb_build_object(
            'list_type', e.list_type, 'subject_code', e.subject_code, 'subject_kind', e.subject_kind,
            'subject_name', e.subject_name, 'linked_persons', e.linked_persons, 'reason', e.reason,
            'decision_no', e.decision_no, 'issuing_department', e.issuing_department, 'listed_on', e.listed_on,
            'expires_on', e.expires_on, 'status', e.status, 'end_reason', e.end_reason,
-           'upstream_updated_at', e.upstream_updated_at) END
-FROM (SELECT DISTINCT ON (source_id) * FROM _sync_stage ORDER BY source_id, updated_at DESC NULLS LAST, seq) w
+           'upstream_updated_at', e.upstream_updated_at) END,
+       w.seen_before, w.unmapped, w.updated_at
+FROM (SELECT DISTINCT ON (source_id) seq, source_id, upstream_status, expires_on, updated_at, content_hash,
+             seen_before, unmapped, entry_id
+      FROM _sync_stage2 ORDER BY source_id, updated_at DESC NULLS LAST, seq) w
 LEFT JOIN list_entries e ON e.source_name = $1 AND e.source_record_id = w.source_id
 LEFT JOIN LATERAL (
     SELECT ev.event, ev.data FROM entry_events ev
@@ -571,10 +635,17 @@ CROSS JOIN LATERAL (SELECT
         WHEN 'reopen' THEN NULL
         WHEN 'unexpire' THEN NULL
         ELSE e.ended_on END AS new_ended_on) n
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN e.entry_id IS NULL THEN 'insert'
+    WHEN w.updated_at < e.upstream_updated_at THEN 'stale'
+    WHEN w.content_hash = e.content_hash AND n.new_status = e.status
+         AND n.new_end_reason IS NOT DISTINCT FROM e.end_reason THEN 'unchanged'
+    ELSE 'update' END AS action) a
+ORDER BY w.seq
 """
 
 _COUNT_PLAN_SQL = """
-SELECT (SELECT count(*) FROM _sync_stage) AS staged,
+SELECT (SELECT count(*) FROM _sync_stage2) AS staged,
        count(*) AS winners,
        count(*) FILTER (WHERE seen_before) AS seen_before,
        count(*) FILTER (WHERE NOT seen_before AND action = 'insert') AS inserted,
@@ -584,7 +655,7 @@ SELECT (SELECT count(*) FROM _sync_stage) AS staged,
        count(*) FILTER (WHERE action = 'update' AND move = 'end') AS ending,
        count(*) FILTER (WHERE action = 'update' AND move = 'end' AND cur_in_effect) AS ending_in_effect,
        count(*) FILTER (WHERE unmapped) AS unmapped_legacy
-FROM _sync_plan
+FROM _sync_plan2
 """
 
 # Entries of the source that a complete snapshot no longer lists (quarantined records still count as listed:
@@ -605,35 +676,42 @@ WHERE e.source_name = $1 AND e.status IN ('active', 'objection_pending') AND e.l
   AND (e.expires_on IS NULL OR e.expires_on >= $2::date)
 """
 
+# New entries and their `published` events in one statement (the events straight from RETURNING, in the
+# order the entries went in).
 _INSERT_SQL = """
-INSERT INTO list_entries (entry_id, list_type, list_kind, subject_code, subject_kind, subject_org_code,
-    subject_name, original_code, original_kind, linked_persons, reason, decision_no, issuing_department,
-    listed_on, expires_on, status, end_reason, ended_on, source_name, source_record_id, upstream_updated_at,
-    content_hash, created_at, updated_at)
-SELECT entry_id, list_type, list_kind, subject_code, subject_kind, subject_org_code, subject_name, original_code,
-    original_kind, linked_persons::jsonb, reason, decision_no, issuing_department, listed_on, expires_on,
-    new_status, new_end_reason, new_ended_on, $1::text, source_id, updated_at, content_hash, $2::timestamptz,
-    $2::timestamptz
-FROM _sync_plan WHERE action = 'insert'
+WITH ins AS (
+    INSERT INTO list_entries (entry_id, list_type, list_kind, subject_code, subject_kind, subject_org_code,
+        subject_name, original_code, original_kind, linked_persons, reason, decision_no, issuing_department,
+        listed_on, expires_on, status, end_reason, ended_on, source_name, source_record_id, upstream_updated_at,
+        content_hash, created_at, updated_at)
+    SELECT p.entry_id, s.list_type, s.list_kind, s.subject_code, s.subject_kind, s.subject_org_code,
+        s.subject_name, s.original_code, s.original_kind, s.linked_persons, s.reason, s.decision_no,
+        s.issuing_department, s.listed_on, s.expires_on, p.new_status, p.new_end_reason, p.new_ended_on,
+        $1::text, s.source_id, s.updated_at, s.content_hash, $2::timestamptz, $2::timestamptz
+    FROM _sync_plan2 p JOIN _sync_stage2 s ON s.seq = p.seq
+    WHERE p.action = 'insert'
+    RETURNING entry_id, status
+)
+INSERT INTO entry_events (entry_id, event, at, operator, basis, run_id, status_after, data)
+SELECT entry_id, 'published', $2::timestamptz, $3::text, $4::text, $5::uuid, status,
+       CASE WHEN status = 'ended' THEN '{"upstream_status": "removed"}'::jsonb END
+FROM ins
 """
 
-_INSERT_CHANGES_SQL = """
-INSERT INTO _sync_changes (entry_id, event, status_after, basis, data)
-SELECT entry_id, 'published', new_status, NULL,
-       CASE WHEN new_status = 'ended' THEN '{"upstream_status": "removed"}'::jsonb END
-FROM _sync_plan WHERE action = 'insert'
-"""
+# The new entries, for subscriptions (their events are written with them).
+_PUBLISHED_SQL = "SELECT entry_id FROM _sync_plan2 WHERE action = 'insert' ORDER BY seq"
 
 _UPDATE_SQL = """
 UPDATE list_entries e SET
-    list_type = p.list_type, list_kind = p.list_kind, subject_code = p.subject_code,
-    subject_kind = p.subject_kind, subject_org_code = p.subject_org_code, subject_name = p.subject_name,
-    original_code = p.original_code, original_kind = p.original_kind, linked_persons = p.linked_persons::jsonb,
-    reason = p.reason, decision_no = p.decision_no, issuing_department = p.issuing_department,
-    listed_on = p.listed_on, expires_on = p.expires_on, status = p.new_status, end_reason = p.new_end_reason,
-    ended_on = p.new_ended_on, upstream_updated_at = coalesce(p.updated_at, e.upstream_updated_at),
-    content_hash = p.content_hash, updated_at = $1::timestamptz
-FROM _sync_plan p WHERE p.action = 'update' AND e.entry_id = p.cur_id
+    list_type = s.list_type, list_kind = s.list_kind, subject_code = s.subject_code,
+    subject_kind = s.subject_kind, subject_org_code = s.subject_org_code, subject_name = s.subject_name,
+    original_code = s.original_code, original_kind = s.original_kind, linked_persons = s.linked_persons,
+    reason = s.reason, decision_no = s.decision_no, issuing_department = s.issuing_department,
+    listed_on = s.listed_on, expires_on = s.expires_on, status = p.new_status, end_reason = p.new_end_reason,
+    ended_on = p.new_ended_on, upstream_updated_at = coalesce(s.updated_at, e.upstream_updated_at),
+    content_hash = s.content_hash, updated_at = $1::timestamptz
+FROM _sync_plan2 p JOIN _sync_stage2 s ON s.seq = p.seq
+WHERE p.action = 'update' AND e.entry_id = p.cur_id
 """
 
 _UPDATE_CHANGES_SQL = """
@@ -642,26 +720,24 @@ SELECT cur_id, CASE WHEN move = 'end' THEN 'removed' ELSE 'updated' END, new_sta
        CASE WHEN move = 'end' THEN 'upstream status removed' END,
        jsonb_build_object('before', before)
        || CASE WHEN move IN ('reopen', 'unexpire') THEN '{"reopened": true}'::jsonb ELSE '{}'::jsonb END
-FROM _sync_plan WHERE action = 'update'
+FROM _sync_plan2 WHERE action = 'update'
 """
 
 # Newer upstream timestamps on unchanged content are kept, so an older re-delivery is recognised as stale.
 _TOUCH_SQL = """
 UPDATE list_entries e SET upstream_updated_at = p.updated_at
-FROM _sync_plan p
-WHERE p.action = 'unchanged' AND e.entry_id = p.cur_id
-  AND p.updated_at > coalesce(e.upstream_updated_at, '-infinity'::timestamptz)
+FROM _sync_plan2 p WHERE p.touch AND e.entry_id = p.cur_id
 """
 
 # entry_persons is the index of linked_persons for person lookups; the history keeps the old list.
 _DELETE_PERSONS_SQL = """
-DELETE FROM entry_persons ep USING _sync_plan p WHERE p.action = 'update' AND ep.entry_id = p.cur_id
+DELETE FROM entry_persons ep USING _sync_plan2 p WHERE p.action = 'update' AND ep.entry_id = p.cur_id
 """
 
 _INSERT_PERSONS_SQL = """
 INSERT INTO entry_persons (entry_id, person_code, role, person_name)
-SELECT coalesce(p.cur_id, p.entry_id), x ->> 'code', x ->> 'role', x ->> 'name'
-FROM _sync_plan p CROSS JOIN LATERAL jsonb_array_elements(p.linked_persons::jsonb) AS x
+SELECT p.entry_id, x.person_code, x.role, x.person_name
+FROM _sync_persons x JOIN _sync_plan2 p ON p.seq = x.seq
 WHERE p.action IN ('insert', 'update')
 ON CONFLICT DO NOTHING
 """
@@ -711,12 +787,17 @@ class BatchPlan:
         return self.would_end_in_effect / self.in_effect if self.in_effect else 0.0
 
 
+async def copy_text_rows(conn: asyncpg.Connection, table: str, columns: Sequence[str], rows: bytes) -> None:
+    """COPY text-format rows (bytes) into `table`. asyncpg takes bytes for a file name: hand it a view."""
+    await conn.copy_to_table(table, source=memoryview(rows), columns=list(columns), format="text")
+
+
 class SyncBatch:
     """Records of one source staged with COPY and applied with a few set-based statements, all inside the
     caller's transaction (`session`): a feed page, or a whole snapshot or file.
 
         batch = await SyncBatch.open(session, source_name=..., today=...)
-        await batch.stage(records); await batch.stage_ids(all_source_ids)
+        await batch.stage(rows); await batch.stage_persons(person_rows); await batch.stage_ids(id_rows)
         plan = await batch.plan(complete=True)       # counts; nothing changed yet
         await batch.apply(plan, run_id=..., operator=...)
         await batch.close()
@@ -740,15 +821,19 @@ class SyncBatch:
         await conn.execute("SET LOCAL jit = off")
         return cls(session, conn, source_name, today)
 
-    async def stage(self, records: Sequence[StagedRecord]) -> None:
-        if records:
-            await self.conn.copy_records_to_table("_sync_stage", records=records, columns=STAGE_COLUMNS)
+    async def stage(self, rows: bytes) -> None:
+        """COPY staged records in: text-format rows of STAGE_COLUMNS (services/list_sync/runs.py writes
+        them). May be called once per page."""
+        await copy_text_rows(self.conn, "_sync_stage2", STAGE_COLUMNS, rows)
 
-    async def stage_ids(self, source_ids: Iterable[str]) -> None:
-        """Every source_id the listing carried, valid or quarantined (for a complete snapshot)."""
-        rows = [(source_id,) for source_id in source_ids]
-        if rows:
-            await self.conn.copy_records_to_table("_sync_ids", records=rows, columns=("source_id",))
+    async def stage_persons(self, rows: bytes) -> None:
+        """The staged records' linked persons: text-format rows of PERSON_COLUMNS."""
+        await copy_text_rows(self.conn, "_sync_persons", PERSON_COLUMNS, rows)
+
+    async def stage_ids(self, rows: bytes) -> None:
+        """Every source_id the listing carried, valid or quarantined (for a complete snapshot): one COPY
+        text row each."""
+        await copy_text_rows(self.conn, "_sync_ids", ("source_id",), rows)
 
     async def plan(self, *, complete: bool) -> BatchPlan:
         """Classify the staged records against what is stored. `complete`: the staged records are the source's
@@ -756,8 +841,10 @@ class SyncBatch:
         self.complete = complete
         conn, args = self.conn, (self.source_name, self.today)
         # Temp tables are never auto-analysed; without statistics a million-row join picks a nested loop.
-        await conn.execute("ANALYZE _sync_stage")
+        # The join key's statistics are what the plan needs (all columns would cost ~0.5 s per 100 k rows).
+        await conn.execute("ANALYZE _sync_stage2 (source_id)")
         await conn.execute(_PLAN_SQL, *args)
+        await conn.execute("ANALYZE _sync_plan2 (seq, action)")
         row = await conn.fetchrow(_COUNT_PLAN_SQL)
         assert row is not None
         plan = BatchPlan(
@@ -786,8 +873,7 @@ class SyncBatch:
         """Apply the plan: inserts, updates, ends, their events and subscription messages. Does not commit."""
         conn = self.conn
         now = dt.datetime.now(dt.UTC)
-        await conn.execute(_INSERT_SQL, self.source_name, now)
-        await conn.execute(_INSERT_CHANGES_SQL)
+        await conn.execute(_INSERT_SQL, self.source_name, now, operator, basis, run_id)
         await conn.execute(_UPDATE_CHANGES_SQL)
         await conn.execute(_UPDATE_SQL, now)
         await conn.execute(_TOUCH_SQL)
@@ -798,8 +884,10 @@ class SyncBatch:
         await conn.execute(_EVENTS_SQL, now, operator, basis, run_id)
         changes: list[EntryChange] = []
         if notify and await any_subscription(self.session):
+            published = await conn.fetch(_PUBLISHED_SQL)
             rows = await conn.fetch("SELECT entry_id, event FROM _sync_changes")
-            changes = [EntryChange(r["entry_id"], r["event"], now) for r in rows]
+            changes = [EntryChange(r["entry_id"], "published", now) for r in published]
+            changes += [EntryChange(r["entry_id"], r["event"], now) for r in rows]
             for start in range(0, len(changes), 5000):
                 await fan_out(self.session, changes[start : start + 5000])
         return changes

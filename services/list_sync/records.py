@@ -16,9 +16,16 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from shared.codes import AmbiguousSubjectCode, SubjectCode, SubjectCodeError, SubjectKind, normalise
+from shared.codes import (
+    AmbiguousSubjectCode,
+    SubjectCode,
+    SubjectCodeError,
+    SubjectKind,
+    fast_normalise,
+    normalise,
+)
 from shared.entries import LinkedPerson
 
 MAX_TEXT = 4000
@@ -271,6 +278,269 @@ def parse_record(
         )
     except _Reject as exc:
         return Rejected(line=line, raw=raw, reason=exc.reason, rule=exc.rule, source_id=source_id)
+
+
+# --- the bulk path: one call per record of a snapshot ----------------------------------------------------
+
+
+class Valid(NamedTuple):
+    """A valid record, normalised, in the plain form bulk staging needs (what `Parsed` says, without objects;
+    dates as `YYYY-MM-DD`). `code`/`kind`/`org_code` are the subject code as validated, before any alias
+    mapping."""
+
+    line: int
+    source_id: str
+    list_type: str
+    list_kind: str
+    code: str
+    kind: str
+    org_code: str | None
+    name: str
+    persons: tuple[
+        tuple[str, str, str], ...
+    ]  # (role, normalised code, name), de-duplicated as `_persons` does
+    reason: str
+    decision_no: str
+    issuing_department: str
+    listed_on: str
+    expires_on: str | None
+    status: str
+    updated_at: dt.datetime | None
+
+
+def valid_of(p: Parsed) -> Valid:
+    return Valid(
+        p.line,
+        p.source_id,
+        p.list_type,
+        p.list_kind,
+        p.subject.code,
+        p.subject.kind.value,
+        p.subject.org_code,
+        p.subject_name,
+        tuple((lp.role, lp.code, lp.name) for lp in p.linked_persons),
+        p.reason,
+        p.decision_no,
+        p.issuing_department,
+        p.listed_on.isoformat(),
+        p.expires_on.isoformat() if p.expires_on else None,
+        p.status,
+        p.updated_at,
+    )
+
+
+_RECORD_KEYS = frozenset(
+    (
+        "source_id",
+        "list_type",
+        "subject",
+        "linked_persons",
+        "reason",
+        "decision_no",
+        "issuing_department",
+        "listed_on",
+        "expires_on",
+        "status",
+        "updated_at",
+    )
+)
+_SUBJECT_KEYS = frozenset(("code", "name", "kind"))
+_PERSON_KEYS = frozenset(("role", "code", "name"))
+_ROLE_SET = frozenset(ROLES)
+_STATUS_SET = frozenset(STATUSES)
+_CACHE_LIMIT = 100_000
+_dates: dict[str, dt.date] = {}  # canonical YYYY-MM-DD strings seen valid (dates repeat: a few thousand)
+_expiries: dict[tuple[str, int], str] = {}  # (listed_on, default validity days) -> expires_on
+
+
+def _fast_date(value: str) -> dt.date | None:
+    """The date of a canonical ASCII `YYYY-MM-DD` (what `_date` accepts, and the common case), else None."""
+    day = _dates.get(value)
+    if day is None:
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+        if day.isoformat() != value:  # another ISO form fromisoformat takes (20250301, week dates ...)
+            return None
+        if len(_dates) < _CACHE_LIMIT:
+            _dates[value] = day
+    return day
+
+
+def _default_expiry(listed_on: str, day: dt.date, days: int) -> str:
+    expiry = _expiries.get((listed_on, days))
+    if expiry is None:
+        expiry = (day + dt.timedelta(days=days)).isoformat()
+        if len(_expiries) < _CACHE_LIMIT:
+            _expiries[(listed_on, days)] = expiry
+    return expiry
+
+
+def fast_record(
+    record: Any, line: int, list_types: Mapping[str, ListTypeInfo], today: dt.date, safe: bool
+) -> Valid | None:
+    """`parse_record` for the common valid record, without its general machinery; None for anything else
+    (then `parse_record` decides, and names the reason). It accepts only what `parse_record` accepts and
+    returns the same values (tests/list_sync/test_fast_paths.py holds them equal).
+
+    `safe`: no string of the record can hold a NUL or a lone surrogate (the page it came from cannot encode
+    one, see services/list_sync/runs.py `page_flags`), so of `_check_texts` only the lengths are left to
+    check. Otherwise the record takes `parse_record`."""
+    if not safe or type(record) is not dict or not record.keys() <= _RECORD_KEYS:
+        return None
+    get = record.get
+    source_id = get("source_id")
+    list_type = get("list_type")
+    status = get("status")
+    listed = get("listed_on")
+    subject = get("subject")
+    if (
+        type(source_id) is not str
+        or type(list_type) is not str
+        or type(status) is not str
+        or type(listed) is not str
+        or type(subject) is not dict
+        or not subject.keys() <= _SUBJECT_KEYS
+    ):
+        return None
+    code = subject.get("code")
+    name = subject.get("name")
+    kind = subject.get("kind")
+    if type(code) is not str or type(name) is not str:
+        return None
+    # _check_texts: every string at most MAX_TEXT characters (before stripping).
+    if (
+        len(source_id) > MAX_TEXT
+        or len(list_type) > MAX_TEXT
+        or len(status) > MAX_TEXT
+        or len(code) > MAX_TEXT
+        or len(name) > MAX_TEXT
+    ):
+        return None
+    if kind is not None:
+        if type(kind) is not str or len(kind) > MAX_TEXT:
+            return None
+        kind = kind.strip() or None
+    source_id = source_id.strip()
+    name = name.strip()
+    if not source_id or not name or status.strip() not in _STATUS_SET:
+        return None
+    info = list_types.get(list_type.strip())
+    if info is None:
+        return None
+    listed_on = _fast_date(listed)
+    if listed_on is None:
+        return None
+    expires_on: str | None
+    if "expires_on" not in record or (given := record["expires_on"]) == "":
+        days = info.default_validity_days
+        expires_on = None if days is None else _default_expiry(listed, listed_on, days)
+    elif given is None:
+        expires_on = None
+    elif type(given) is str:
+        until = _fast_date(given)
+        if until is None or until < listed_on:
+            return None
+        expires_on = given
+    else:
+        return None
+    subject_code = fast_normalise(code.strip(), kind, today)
+    if subject_code is None:
+        return None
+    raw_persons = get("linked_persons")
+    persons: tuple[tuple[str, str, str], ...] = ()
+    if raw_persons:  # None or []: none
+        if type(raw_persons) is not list or len(raw_persons) > MAX_LINKED_PERSONS:
+            return None
+        seen: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for item in raw_persons:
+            if type(item) is not dict or not item.keys() <= _PERSON_KEYS:
+                return None
+            role = item.get("role")
+            person_code = item.get("code")
+            person_name = item.get("name")
+            if (
+                type(role) is not str
+                or type(person_code) is not str
+                or type(person_name) is not str
+                or len(role) > MAX_TEXT
+                or len(person_code) > MAX_TEXT
+                or len(person_name) > MAX_TEXT
+            ):
+                return None
+            role = role.strip()
+            person_name = person_name.strip()
+            if role not in _ROLE_SET or not person_name:
+                return None
+            person = fast_normalise(person_code.strip(), SubjectKind.CITIZEN_ID, today)
+            if person is None:
+                return None
+            seen[(person[0], role)] = (role, person[0], person_name)
+        persons = tuple(seen.values())
+    elif raw_persons is not None and type(raw_persons) is not list:
+        return None
+    reason = get("reason")
+    decision_no = get("decision_no")
+    department = get("issuing_department")
+    if reason is None:
+        reason = ""
+    elif type(reason) is not str or len(reason) > MAX_TEXT:
+        return None
+    if decision_no is None:
+        decision_no = ""
+    elif type(decision_no) is not str or len(decision_no) > MAX_TEXT:
+        return None
+    if department is None:
+        department = ""
+    elif type(department) is not str or len(department) > MAX_TEXT:
+        return None
+    stamp = get("updated_at")
+    updated_at: dt.datetime | None = None
+    if stamp is not None:
+        if type(stamp) is not str or len(stamp) > MAX_TEXT:
+            return None
+        try:
+            updated_at = dt.datetime.fromisoformat(stamp)
+        except ValueError:
+            return None
+        if updated_at.tzinfo is None:
+            return None
+    return Valid(
+        line,
+        source_id,
+        list_type.strip(),
+        info.kind,
+        subject_code[0],
+        subject_code[1].value,
+        subject_code[2],
+        name,
+        persons,
+        reason.strip(),
+        decision_no.strip(),
+        department.strip(),
+        listed,
+        expires_on,
+        status.strip(),
+        updated_at,
+    )
+
+
+def validate(
+    record: Any,
+    *,
+    line: int,
+    raw: Any = None,
+    list_types: Mapping[str, ListTypeInfo],
+    today: dt.date,
+    safe: bool = False,
+) -> Valid | Rejected:
+    """`parse_record` as a `Valid`, through `fast_record` when the record allows it."""
+    fast = fast_record(record, line, list_types, today, safe)
+    if fast is not None:
+        return fast
+    result = parse_record(record, line=line, raw=raw, list_types=list_types, today=today)
+    return result if isinstance(result, Rejected) else valid_of(result)
 
 
 def storable_json(raw: Any) -> str:

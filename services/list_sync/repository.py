@@ -7,13 +7,13 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from shared.entries import copy_text_rows
 from shared.lifecycle import SHANGHAI
 
-from services.list_sync.records import ListTypeInfo, Rejected, storable_json
+from services.list_sync.records import ListTypeInfo
 
 # --- list types, entries ---------------------------------------------------------------------------------
 
@@ -177,10 +177,6 @@ async def save_progress(
     )
 
 
-async def heartbeat(conn: asyncpg.Connection, run_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE sync_runs SET heartbeat_at = now() WHERE run_id = $1", run_id)
-
-
 async def finish_run(
     conn: asyncpg.Connection,
     run_id: uuid.UUID,
@@ -194,7 +190,7 @@ async def finish_run(
     done = await conn.fetchval(
         """UPDATE sync_runs
         SET status = $2, counts = coalesce($4::text::jsonb, counts), error = $5, heartbeat_at = now(),
-            finished_at = CASE WHEN $2 = 'held' THEN NULL ELSE now() END
+            finished_at = CASE WHEN $2 = 'held' THEN NULL ELSE clock_timestamp() END
         WHERE run_id = $1 AND status = $3 RETURNING true""",
         run_id,
         status,
@@ -211,9 +207,11 @@ async def finish_run(
 async def store_page(
     conn: asyncpg.Connection, run_id: uuid.UUID, seq: int, cursor: str | None, body: bytes
 ) -> None:
-    """The raw page (or file) with its SHA-256, stored before anything parses it."""
+    """The raw page (or file) with its SHA-256, stored before anything parses it, and the run's heartbeat:
+    one statement, so one commit per page."""
     await conn.execute(
-        "INSERT INTO sync_pages (run_id, seq, cursor, sha256, size_bytes, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        """WITH beat AS (UPDATE sync_runs SET heartbeat_at = now() WHERE run_id = $1)
+        INSERT INTO sync_pages (run_id, seq, cursor, sha256, size_bytes, body) VALUES ($1, $2, $3, $4, $5, $6)""",
         run_id,
         seq,
         cursor,
@@ -234,14 +232,9 @@ async def page_body(conn: asyncpg.Connection, page_id: int) -> bytes:
     return body
 
 
-async def insert_quarantine(
-    conn: asyncpg.Connection, run_id: uuid.UUID, rejected: Sequence[Rejected]
-) -> None:
-    if rejected:
-        await conn.executemany(
-            "INSERT INTO sync_quarantine (run_id, line, raw, reason, rule) VALUES ($1, $2, $3::text::jsonb, $4, $5)",
-            [(run_id, r.line, storable_json(r.raw), r.reason, r.rule) for r in rejected],
-        )
+async def copy_quarantine(conn: asyncpg.Connection, rows: bytes) -> None:
+    """Quarantined records as COPY text rows of (run_id, line, raw, reason, rule), `raw` as JSON text."""
+    await copy_text_rows(conn, "sync_quarantine", ("run_id", "line", "raw", "reason", "rule"), rows)
 
 
 async def quarantine(conn: asyncpg.Connection, run_id: uuid.UUID, limit: int, after_line: int) -> list[Any]:

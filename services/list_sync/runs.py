@@ -7,11 +7,13 @@ source lock is free has lost its process: whoever finds it marks it `failed`.
 
     feed       page by page: store the raw page, then in one transaction parse, quarantine, apply and move the
                source's cursor. A failed run keeps its committed pages; the next run resumes from the cursor.
-    snapshot   always from no cursor: store every raw page; then, in ONE transaction, re-parse the stored
-               pages, COPY the records into a staging table and apply them set-based, ending the source's
-               entries the listing no longer carries. A failed run changes nothing. If it would end more than
-               ONECHECK_SNAPSHOT_MAX_END_SHARE of the source's entries in effect, the run is `held` and
-               nothing changes until confirm (re-applied from the stored pages) or discard.
+    snapshot   always from no cursor: store every raw page (the next one is fetched meanwhile); then, in ONE
+               transaction, read the stored pages back one at a time, validate each into COPY text rows
+               (records.fast_record for the common record, parse_record for the rest) and COPY them into a
+               staging table while the next page is validated, and apply the listing set-based, ending the
+               source's entries the listing no longer carries. A failed run changes nothing. If it would end
+               more than ONECHECK_SNAPSHOT_MAX_END_SHARE of the source's entries in effect, the run is `held`
+               and nothing changes until confirm (re-applied from the stored pages) or discard.
     file       a CSV or XLSX under ONECHECK_IMPORT_DIR, applied exactly like a snapshot of its source (the file
                is the source's complete listing; its rows have no `updated_at`, so none is ever stale).
 
@@ -30,13 +32,15 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import json.encoder
 import logging
 import os
+import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -45,10 +49,8 @@ from shared.db.engine import Database
 from shared.entries import (
     LEGACY_KINDS,
     BatchPlan,
-    NewEntry,
-    StagedRecord,
     SyncBatch,
-    content_hash,
+    content_digest_iso,
     raw_connection,
     resolve_aliases,
 )
@@ -62,11 +64,12 @@ from services.list_sync import metrics
 from services.list_sync import repository as repo
 from services.list_sync.records import (
     ListTypeInfo,
-    Parsed,
     Rejected,
+    Valid,
     file_row_record,
-    parse_record,
     read_file_rows,
+    storable_json,
+    validate,
 )
 from services.list_sync.service import import_path
 from services.list_sync.upstream import Fetched, MalformedPage, PageTooLarge, UpstreamClient, parse_envelope
@@ -100,10 +103,10 @@ class Counts:
     ended: int = 0
     unmapped_legacy: int = 0
 
-    def add(self, plan: BatchPlan, prepared: Prepared) -> None:
-        self.received += prepared.received
-        self.quarantined += len(prepared.rejected)
-        self.duplicates += prepared.pre_duplicates + plan.duplicates
+    def add(self, plan: BatchPlan, staging: Staging) -> None:
+        self.received += staging.received
+        self.quarantined += staging.quarantined
+        self.duplicates += staging.pre_duplicates + plan.duplicates
         self.inserted += plan.inserted
         self.updated += plan.updated
         self.unchanged += plan.unchanged
@@ -176,110 +179,233 @@ def registry_of(state: Any) -> RunRegistry:
 
 # --- records into staged rows ----------------------------------------------------------------------------
 
+NULL = "\\N"  # COPY text's null
+# COPY text escapes (the column separator is a tab); NUL never gets here (such a record is quarantined).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+# What in a JSON text can make a string hold a NUL or a lone surrogate: a \u0000 or surrogate escape (pairs
+# too, to keep it simple), or UTF-8 bytes of U+D800..U+DFFF, which json.loads(bytes) decodes
+# ("surrogatepass") into a lone surrogate.
+_UNSAFE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 
-@dataclass
-class Prepared:
-    staged: list[StagedRecord] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    ids: list[str] = field(default_factory=list)  # every source_id named, valid or not
-    received: int = 0
-    pre_duplicates: int = 0  # repeats of a source_id seen in an earlier page, not newer: not staged
-    newest: dict[str, dt.datetime | None] = field(default_factory=dict)
+
+def page_flags(body: bytes) -> tuple[bool, bool]:
+    """(safe, plain) for a JSON page. `safe`: no string in it can hold a NUL or a lone surrogate, so its
+    records may take the fast path (records.fast_record). `plain`: it has no backslash at all, so no string
+    holds a backslash, tab or newline (JSON escapes them all; raw control characters are invalid JSON) and
+    COPY text needs no escaping."""
+    if json.detect_encoding(body) != "utf-8":
+        return False, False
+    # bytes.find first: a regular expression over a whole page costs ~10 times more.
+    safe = (b"\\u" not in body or _UNSAFE_ESCAPE.search(body) is None) and (
+        b"\xed" not in body or _ENCODED_SURROGATE.search(body) is None
+    )
+    return safe, b"\\" not in body
+
+
+def file_flags(body: bytes) -> tuple[bool, bool]:
+    """(safe, plain) for a file source: a CSV decodes strictly (UTF-8 or GB18030: no lone surrogates), so
+    it is safe without a NUL byte; an XLSX is a zip, left to the general path. Cells may hold anything COPY
+    escapes, so never plain."""
+    return body[:4] != b"PK\x03\x04" and b"\x00" not in body, False
+
+
+def copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+def _storable(value: str) -> bool:
+    return "\x00" not in value and (value.isascii() or value.encode("utf-8", "replace").decode() == value)
+
+
+def storable_text(value: str) -> str:
+    """`value` as text PostgreSQL stores: a quarantine reason can quote a record's own key."""
+    return value if _storable(value) else value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode()
+
+
+_json_str = json.encoder.encode_basestring  # json.dumps(value, ensure_ascii=False) for a str
+
+
+def _persons_json(persons: tuple[tuple[str, str, str], ...]) -> str:
+    enc = _json_str
+    return (
+        "["
+        + ", ".join([f'{{"role": {enc(r)}, "code": {enc(c)}, "name": {enc(n)}}}' for r, c, n in persons])
+        + "]"
+    )
+
+
+def entry_id_base(now_ns: int | None = None) -> int:
+    """The fixed bits of a run's entry ids (RFC 9562 UUIDv7): the run's Unix milliseconds, the version, its
+    sub-millisecond fraction in `rand_a` (two runs share a base only if they start within ~0.25 µs), and
+    the variant. `stage_row` adds the record's number (26 bits) and 36 random bits to the rest of `rand_b`,
+    so a run's ids ascend with its records."""
+    ns = time.time_ns() if now_ns is None else now_ns
+    millis, fraction = divmod(ns // 1000, 1000)
+    return (millis & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (fraction * 4096 // 1000) << 64 | 0b10 << 62
+
+
+def stage_row(v: Valid, uscc: str | None, *, seen_before: bool, plain: bool, entry_id: int) -> str:
+    """One COPY text row of shared.entries.STAGE_COLUMNS for a valid record; `uscc`: what an alias maps its
+    legacy code to. `plain`: its text needs no escaping (see `page_flags`). `entry_id`: the id it gets if it
+    is inserted (128 bits)."""
+    code, kind, org = (uscc, "uscc", uscc[8:17]) if uscc is not None else (v.code, v.kind, v.org_code)
+    persons = v.persons
+    digest = content_digest_iso(
+        v.list_type,
+        code,
+        v.name,
+        sorted(persons) if len(persons) > 1 else persons,
+        v.reason,
+        v.decision_no,
+        v.issuing_department,
+        v.listed_on,
+        v.expires_on,
+    )
+    people = _persons_json(persons) if persons else "[]"
+    if plain:
+        source_id, list_type, name, reason, decision_no, department = (
+            v.source_id,
+            v.list_type,
+            v.name,
+            v.reason,
+            v.decision_no,
+            v.issuing_department,
+        )
+    else:
+        source_id, list_type, name, people, reason, decision_no, department = map(
+            copy_text,
+            (v.source_id, v.list_type, v.name, people, v.reason, v.decision_no, v.issuing_department),
+        )
+    # Codes are validated (letters and digits only), dates and times are ours: nothing to escape.
+    return (
+        f"{v.line}\t{source_id}\t{list_type}\t{v.list_kind}\t{code}\t{kind}\t{org or NULL}\t{v.code}\t{v.kind}\t"
+        f"{name}\t{people}\t{reason}\t{decision_no}\t{department}\t{v.listed_on}\t{v.expires_on or NULL}\t"
+        f"{v.status}\t{v.updated_at.isoformat() if v.updated_at else NULL}\t{digest}\t"
+        f"{'t' if kind in LEGACY_KINDS else 'f'}\t{'t' if seen_before else 'f'}\t{entry_id:032x}\n"
+    )
+
+
+def person_rows(v: Valid, plain: bool) -> str:
+    """COPY text rows of shared.entries.PERSON_COLUMNS for a valid record's linked persons."""
+    if plain:
+        return "".join([f"{v.line}\t{c}\t{r}\t{n}\n" for r, c, n in v.persons])
+    return "".join([f"{v.line}\t{c}\t{r}\t{copy_text(n)}\n" for r, c, n in v.persons])
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
     return a is not None and (b is None or a > b)
 
 
-def _staged(p: Parsed, aliases: dict[str, str], seen_before: bool) -> StagedRecord:
-    uscc = aliases.get(p.subject.code) if p.subject.kind in LEGACY_KINDS else None
-    org: str | None
-    if uscc is not None:
-        code, kind, org = uscc, "uscc", uscc[8:17]
-    else:
-        code, kind, org = p.subject.code, p.subject.kind.value, p.subject.org_code
-    entry_id = uuid.uuid4()
-    digest = content_hash(
-        NewEntry(
-            list_type=p.list_type,
-            subject=p.subject,
-            subject_name=p.subject_name,
-            reason=p.reason,
-            decision_no=p.decision_no,
-            issuing_department=p.issuing_department,
-            listed_on=p.listed_on,
-            expires_on=p.expires_on,
-            linked_persons=p.linked_persons,
-            entry_id=entry_id,
-        ),
-        code,
-    )
-    return StagedRecord(
-        seq=p.line,
-        source_id=p.source_id,
-        list_type=p.list_type,
-        list_kind=p.list_kind,
-        subject_code=code,
-        subject_kind=kind,
-        subject_org_code=org,
-        original_code=p.subject.code,
-        original_kind=p.subject.kind.value,
-        subject_name=p.subject_name,
-        linked_persons=_persons_json(p),
-        reason=p.reason,
-        decision_no=p.decision_no,
-        issuing_department=p.issuing_department,
-        listed_on=p.listed_on,
-        expires_on=p.expires_on,
-        upstream_status=p.status,
-        updated_at=p.updated_at,
-        content_hash=digest,
-        unmapped=kind in LEGACY_KINDS,
-        seen_before=seen_before,
-        entry_id=entry_id,
-    )
+AliasLookup = Callable[[list[str]], Awaitable[dict[str, str]]]
 
 
-def _persons_json(p: Parsed) -> str:
-    return json.dumps([person.as_json() for person in p.linked_persons], ensure_ascii=False)
+@dataclass(frozen=True, slots=True)
+class PageRows:
+    """One page's records as COPY text rows: staged records (shared.entries.STAGE_COLUMNS), their linked
+    persons (PERSON_COLUMNS), every source_id named (valid or not: a quarantined record still counts as
+    listed), and quarantine rows (run_id, line, raw, reason, rule)."""
+
+    staged: bytes
+    persons: bytes
+    ids: bytes
+    quarantine: bytes
 
 
-async def prepare(
-    session: Any,
-    items: Iterable[tuple[int, Any, Any]],
-    *,
-    list_types: dict[str, ListTypeInfo],
-    today: dt.date,
-    seen: dict[str, dt.datetime | None] | None,
-) -> Prepared:
-    """Validate (line, record, raw) items; map legacy codes through aliases (one query); apply the feed's
-    within-run duplicate rule against `seen` (None for a snapshot: SQL dedupes its single staging table)."""
-    out = Prepared()
-    parsed: list[Parsed] = []
-    for line, record, raw in items:
-        out.received += 1
-        result = parse_record(record, line=line, raw=raw, list_types=list_types, today=today)
-        if isinstance(result, Rejected):
-            out.rejected.append(result)
-            if result.source_id is not None:
-                out.ids.append(result.source_id)
-        else:
-            parsed.append(result)
-            out.ids.append(result.source_id)
-    aliases = await resolve_aliases(
-        session, [p.subject.code for p in parsed if p.subject.kind in LEGACY_KINDS]
-    )
-    for p in parsed:
-        seen_before = False
-        if seen is not None and p.source_id in seen:
-            if not _later(p.updated_at, seen[p.source_id]):
-                out.pre_duplicates += 1
+class Staging:
+    """Validates a run's records page by page into COPY text rows (`add`), and counts them. Nothing of a page
+    outlives its rows: a million-record snapshot is never in memory as Python objects.
+
+    `seen` (feeds only): the newest `updated_at` per source_id of the run's earlier pages; a repeat that is
+    not newer is a duplicate and not staged (a snapshot stages all and lets SQL pick the newest)."""
+
+    def __init__(
+        self,
+        run_id: uuid.UUID,
+        *,
+        list_types: dict[str, ListTypeInfo],
+        today: dt.date,
+        seen: dict[str, dt.datetime | None] | None = None,
+        quarantine: bool = True,
+    ) -> None:
+        self.run_id = str(run_id)
+        self.list_types = list_types
+        self.today = today
+        self.seen = seen
+        self.keep_quarantine = quarantine
+        self.id_base = entry_id_base()
+        self.received = self.staged = self.quarantined = self.pre_duplicates = 0
+        self.newest: dict[str, dt.datetime | None] = {}
+
+    async def add(
+        self, items: Iterable[tuple[int, Any, Any]], *, flags: tuple[bool, bool], aliases: AliasLookup
+    ) -> PageRows:
+        """Validate (line, record, raw) items of one page; map legacy codes through `aliases` (one lookup).
+        `flags`: the page's (safe, plain), see `page_flags`."""
+        safe, plain = flags
+        valid: list[Valid] = []
+        ids: list[str] = []
+        rejected: list[str] = []
+        types, today = self.list_types, self.today
+        received = 0
+        for line, record, raw in items:
+            received += 1
+            result = validate(record, line=line, raw=raw, list_types=types, today=today, safe=safe)
+            if type(result) is Valid:
+                valid.append(result)
+                ids.append(result.source_id)
                 continue
-            seen_before = True
-        out.staged.append(_staged(p, aliases, seen_before))
-        if p.source_id not in out.newest or _later(p.updated_at, out.newest[p.source_id]):
-            out.newest[p.source_id] = p.updated_at
-    return out
+            assert isinstance(result, Rejected)
+            self.quarantined += 1
+            # A source_id PostgreSQL cannot store (NUL, lone surrogate) names no stored entry either.
+            if result.source_id is not None and (safe or _storable(result.source_id)):
+                ids.append(result.source_id)
+            if self.keep_quarantine:
+                rejected.append(
+                    f"{self.run_id}\t{result.line}\t{copy_text(storable_json(result.raw))}\t"
+                    f"{copy_text(storable_text(result.reason))}\t{copy_text(result.rule)}\n"
+                )
+        self.received += received
+        legacy = [v.code for v in valid if v.kind in LEGACY_KINDS]
+        mapped = await aliases(legacy) if legacy else {}
+        rows: list[str] = []
+        persons: list[str] = []
+        seen, newest = self.seen, self.newest
+        base, noise = self.id_base, os.urandom(5 * len(valid))
+        for i, v in enumerate(valid):
+            seen_before = False
+            if seen is not None:
+                if v.source_id in seen:
+                    if not _later(v.updated_at, seen[v.source_id]):
+                        self.pre_duplicates += 1
+                        continue
+                    seen_before = True
+                if v.source_id not in newest or _later(v.updated_at, newest[v.source_id]):
+                    newest[v.source_id] = v.updated_at
+            uscc = mapped.get(v.code) if v.kind in LEGACY_KINDS else None
+            entry_id = base | (v.line & 0x3FF_FFFF) << 36 | int.from_bytes(noise[5 * i : 5 * i + 5]) >> 4
+            rows.append(stage_row(v, uscc, seen_before=seen_before, plain=plain, entry_id=entry_id))
+            if v.persons:
+                persons.append(person_rows(v, plain))
+        self.staged += len(rows)
+        return PageRows(
+            staged="".join(rows).encode(),
+            persons="".join(persons).encode(),
+            ids=("\n".join(ids if plain else map(copy_text, ids)) + "\n").encode() if ids else b"",
+            quarantine="".join(rejected).encode(),
+        )
+
+
+async def stage_page(conn: asyncpg.Connection, batch: SyncBatch, rows: PageRows) -> None:
+    """COPY one page's rows in (inside the batch's transaction)."""
+    if rows.staged:
+        await batch.stage(rows.staged)
+    if rows.persons:
+        await batch.stage_persons(rows.persons)
+    if rows.ids:
+        await batch.stage_ids(rows.ids)
+    if rows.quarantine:
+        await repo.copy_quarantine(conn, rows.quarantine)
 
 
 def page_items(kind: str, body: bytes, first_line: int) -> list[tuple[int, Any, Any]]:
@@ -290,6 +416,10 @@ def page_items(kind: str, body: bytes, first_line: int) -> list[tuple[int, Any, 
     # Its content type was checked when it was fetched.
     envelope = parse_envelope(body, "application/json")
     return [(first_line + i, record, record) for i, record in enumerate(envelope.entries, start=1)]
+
+
+def numbered(entries: list[Any], first_line: int) -> Iterator[tuple[int, Any, Any]]:
+    return ((first_line + i, record, record) for i, record in enumerate(entries, start=1))
 
 
 # --- one run ---------------------------------------------------------------------------------------------
@@ -328,12 +458,11 @@ class RunContext:
 async def _store(ctx: RunContext, seq: int, cursor: str | None, body: bytes) -> None:
     async with ctx.db.connection() as conn:
         await repo.store_page(conn, ctx.run_id, seq, cursor, body)
-        await repo.heartbeat(conn, ctx.run_id)
 
 
-async def _fetch(ctx: RunContext, upstream: UpstreamClient, cursor: str | None, seq: int) -> Fetched:
+async def _fetched(ctx: RunContext, fetch: Awaitable[Fetched], cursor: str | None, seq: int) -> Fetched:
     try:
-        return await upstream.fetch(cursor, PAGE_LIMIT)
+        return await fetch
     except PageTooLarge as exc:
         if exc.prefix:
             await _store(ctx, seq, cursor, exc.prefix)
@@ -350,6 +479,13 @@ def _upstream(ctx: RunContext) -> UpstreamClient:
     )
 
 
+def _session_alias_lookup(session: Any) -> AliasLookup:
+    async def lookup(codes: list[str]) -> dict[str, str]:
+        return await resolve_aliases(session, codes)
+
+    return lookup
+
+
 async def _run_feed(ctx: RunContext) -> None:
     cursor: str | None = ctx.source["cursor"]
     counts = Counts()
@@ -357,30 +493,30 @@ async def _run_feed(ctx: RunContext) -> None:
     line = pages = 0
     async with _upstream(ctx) as upstream:
         while True:
-            fetched = await _fetch(ctx, upstream, cursor, pages + 1)
+            fetched = await _fetched(ctx, upstream.fetch(cursor, PAGE_LIMIT), cursor, pages + 1)
             pages += 1
             await _store(ctx, pages, cursor, fetched.body)
             envelope = parse_envelope(fetched.body, fetched.content_type)
             next_cursor = envelope.next_cursor if envelope.next_cursor is not None else cursor
-            items = [(line + i, record, record) for i, record in enumerate(envelope.entries, start=1)]
-            line += len(items)
+            items = numbered(envelope.entries, line)
+            line += len(envelope.entries)
+            staging = Staging(ctx.run_id, list_types=ctx.list_types, today=ctx.today, seen=seen)
             async with ctx.db.session() as session:
                 conn = await raw_connection(session)
-                prepared = await prepare(
-                    session, items, list_types=ctx.list_types, today=ctx.today, seen=seen
+                rows = await staging.add(
+                    items, flags=page_flags(fetched.body), aliases=_session_alias_lookup(session)
                 )
-                await repo.insert_quarantine(conn, ctx.run_id, prepared.rejected)
                 batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
-                await batch.stage(prepared.staged)
+                await stage_page(conn, batch, replace(rows, ids=b""))  # a feed page ends nothing
                 plan = await batch.plan(complete=False)
                 await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)
                 await batch.close()
-                counts.add(plan, prepared)
+                counts.add(plan, staging)
                 # The page, its effects and the cursor past it commit together: a crash resumes here.
                 await repo.set_source_cursor(conn, ctx.name, next_cursor)
                 await repo.save_progress(conn, ctx.run_id, counts.as_json(), next_cursor)
                 await session.commit()
-            for source_id, updated_at in prepared.newest.items():
+            for source_id, updated_at in staging.newest.items():
                 if source_id not in seen or _later(updated_at, seen[source_id]):
                     seen[source_id] = updated_at
             ctx.report("fetch", pages, line)
@@ -396,21 +532,30 @@ async def _run_feed(ctx: RunContext) -> None:
 
 
 async def _run_snapshot(ctx: RunContext) -> None:
+    """Store every page (the next one is on its way while this one is stored and read), then apply."""
     cursor: str | None = None
     pages = records = 0
     async with _upstream(ctx) as upstream:
-        while True:
-            fetched = await _fetch(ctx, upstream, cursor, pages + 1)
-            pages += 1
-            await _store(ctx, pages, cursor, fetched.body)
-            envelope = parse_envelope(fetched.body, fetched.content_type)
-            records += len(envelope.entries)
-            ctx.report("fetch", pages, records)
-            if not envelope.has_more:
-                break
-            if envelope.next_cursor is None or envelope.next_cursor == cursor:
-                raise MalformedPage("has_more is true but next_cursor is missing or did not advance")
-            cursor = envelope.next_cursor
+        pending: asyncio.Future[Fetched] = asyncio.ensure_future(upstream.fetch(cursor, PAGE_LIMIT))
+        try:
+            while True:
+                fetched = await _fetched(ctx, pending, cursor, pages + 1)
+                pages += 1
+                await _store(ctx, pages, cursor, fetched.body)
+                envelope = parse_envelope(fetched.body, fetched.content_type)
+                records += len(envelope.entries)
+                ctx.report("fetch", pages, records)
+                if not envelope.has_more:
+                    break
+                if envelope.next_cursor is None or envelope.next_cursor == cursor:
+                    raise MalformedPage("has_more is true but next_cursor is missing or did not advance")
+                cursor = envelope.next_cursor
+                pending = asyncio.ensure_future(upstream.fetch(cursor, PAGE_LIMIT))
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
     await apply_listing(ctx, force=False, from_status="running")
 
 
@@ -437,28 +582,53 @@ async def apply_listing(
     ctx: RunContext, *, force: bool, from_status: str, record_quarantine: bool = True
 ) -> str:
     """Apply a complete listing (snapshot or file) from the run's stored pages, in one transaction with the
-    run's new status. Returns `held` or `succeeded`."""
+    run's new status: each page is validated into COPY rows and staged, then the whole listing is classified
+    and (unless held) applied set-based. Returns `held` or `succeeded`.
+
+    One statement at a time runs on the transaction's connection, but a page's COPY is not waited for
+    until the next page is validated: the database takes in one page while Python reads the next."""
+    kind = ctx.source["kind"]
+    staging = Staging(ctx.run_id, list_types=ctx.list_types, today=ctx.today, quarantine=record_quarantine)
     async with ctx.db.session() as session:
         conn = await raw_connection(session)
         if await repo.lock_run(conn, ctx.run_id) is None:
             raise NotFound("no such run")
         await repo.set_bulk_limits(conn, max(int((ctx.deadline - time.monotonic()) * 1000), 1000))
         batch = await SyncBatch.open(session, source_name=ctx.name, today=ctx.today)
-        received = quarantined = line = 0
-        for pages, page_id in enumerate(await repo.page_ids(conn, ctx.run_id), start=1):
-            items = page_items(ctx.source["kind"], await repo.page_body(conn, page_id), line)
-            line += len(items)
-            prepared = await prepare(session, items, list_types=ctx.list_types, today=ctx.today, seen=None)
-            if record_quarantine:
-                await repo.insert_quarantine(conn, ctx.run_id, prepared.rejected)
-            await batch.stage(prepared.staged)
-            await batch.stage_ids(prepared.ids)
-            received += prepared.received
-            quarantined += len(prepared.rejected)
-            ctx.report("apply", pages, received)
+        page_ids = await repo.page_ids(conn, ctx.run_id)
+        copying: asyncio.Future[None] | None = None
+
+        async def settle() -> None:
+            nonlocal copying
+            if copying is not None:
+                task, copying = copying, None
+                await task
+
+        async def aliases(codes: list[str]) -> dict[str, str]:
+            await settle()  # the connection runs one statement at a time
+            return await resolve_aliases(session, codes)
+
+        try:
+            body = await repo.page_body(conn, page_ids[0]) if page_ids else b""
+            for number in range(1, len(page_ids) + 1):
+                flags = file_flags(body) if kind == "file" else page_flags(body)
+                rows = await staging.add(
+                    page_items(kind, body, staging.received), flags=flags, aliases=aliases
+                )
+                await settle()
+                # One page at a time: a million-entry snapshot is never all in memory.
+                body = await repo.page_body(conn, page_ids[number]) if number < len(page_ids) else b""
+                copying = asyncio.ensure_future(stage_page(conn, batch, rows))
+                ctx.report("apply", number, staging.received)
+            await settle()
+        finally:
+            if copying is not None and not copying.done():
+                copying.cancel()
+                with contextlib.suppress(BaseException):
+                    await copying
         plan = await batch.plan(complete=True)
-        counts = Counts(quarantined=quarantined)  # `add` counts the rejected of `Prepared`, here none
-        counts.add(plan, Prepared(received=received))
+        counts = Counts()
+        counts.add(plan, staging)
         held = not force and plan.end_share > ctx.settings.snapshot_max_end_share
         if not held:
             await batch.apply(run_id=ctx.run_id, operator=ctx.operator, basis=ctx.basis)

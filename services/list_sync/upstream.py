@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import stamina
 from shared.outbound import GuardedTransport, RefusedAddress, check_outbound_url, normalise_host
 from shared.settings import Settings
@@ -133,6 +134,23 @@ class Envelope:
     has_more: bool
 
 
+# Every ASCII digit to "0", all else kept: a run of 19 zeros in the result is a run of 19 digits in the text.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def loads(body: bytes) -> Any:
+    """`json.loads(body)`, through orjson (~3 times faster) wherever the two give the same result: orjson
+    refuses what json accepts (a BOM, UTF-16, NaN, lone surrogates, ...) and makes a float of an integer
+    past 64 bits, so any failure and any 19-digit run go to json, which answers as it always did."""
+    if _LONG_NUMBER not in body.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def parse_envelope(body: bytes, content_type: str) -> Envelope:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
@@ -140,7 +158,7 @@ def parse_envelope(body: bytes, content_type: str) -> Envelope:
     if not body.strip():
         raise MalformedPage("empty body")
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise MalformedPage(f"the body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
