@@ -33,6 +33,7 @@ __all__ = [
     "mask_code",
     "mask_name",
     "normalise",
+    "normalise_by_rules",
     "org_code_check_char",
     "pii_hmac",
     "registration_no_check_digit",
@@ -261,6 +262,23 @@ def pii_hmac(value: str, key: bytes) -> str:
 # --- validation per kind -------------------------------------------------------------------------------
 
 
+def _uscc_warnings(code: str) -> tuple[str, ...]:
+    if code[1] not in _USCC_AUTHORITY_TYPES.get(code[0], frozenset()):
+        return (
+            f"uscc.authority_type: registration authority/type {code[:2]!r} is not in the GB 32100 table",
+        )
+    return ()
+
+
+def _citizen_warnings(code: str) -> tuple[str, ...]:
+    if code[0] != "9" and code[:2] not in _PROVINCE_PREFIXES:
+        return (f"citizen_id.province: {code[:2]!r} is not a known province-level prefix",)
+    return ()
+
+
+_WARNINGS = {SubjectKind.USCC: _uscc_warnings, SubjectKind.CITIZEN_ID: _citizen_warnings}
+
+
 def _uscc(code: str, given: str) -> SubjectCode:
     if len(code) != 18:
         raise SubjectCodeError("uscc.length", f"a USCC has 18 characters, got {len(code)}")
@@ -286,13 +304,8 @@ def _uscc(code: str, given: str) -> SubjectCode:
             f"embedded organisation code check character (position 17) should be {expected_org!r}, "
             f"got {code[16]!r}",
         )
-    warnings: list[str] = []
-    if code[1] not in _USCC_AUTHORITY_TYPES.get(code[0], frozenset()):
-        warnings.append(
-            f"uscc.authority_type: registration authority/type {code[:2]!r} is not in the GB 32100 table"
-        )
     return SubjectCode(
-        code=code, kind=SubjectKind.USCC, given=given, org_code=code[8:17], warnings=tuple(warnings)
+        code=code, kind=SubjectKind.USCC, given=given, org_code=code[8:17], warnings=_uscc_warnings(code)
     )
 
 
@@ -355,11 +368,8 @@ def _citizen_id(code: str, given: str, today: datetime.date) -> SubjectCode:
             "citizen_id.future_birth_date",
             f"birth date {born.isoformat()} is after today ({today.isoformat()})",
         )
-    warnings: list[str] = []
-    if code[0] != "9" and code[:2] not in _PROVINCE_PREFIXES:
-        warnings.append(f"citizen_id.province: {code[:2]!r} is not a known province-level prefix")
     return SubjectCode(
-        code=code, kind=SubjectKind.CITIZEN_ID, given=given, org_code=None, warnings=tuple(warnings)
+        code=code, kind=SubjectKind.CITIZEN_ID, given=given, org_code=None, warnings=_citizen_warnings(code)
     )
 
 
@@ -391,7 +401,41 @@ def normalise(
     With ``kind``, the code is checked against that kind only. Without it, the kind is the one whose
     rules the code passes. ``today`` (default: today in Asia/Shanghai) bounds citizen birth dates.
     Raises SubjectCodeError (with the failed rule) or AmbiguousSubjectCode.
+
+    A plain ASCII code that passes its rules is answered by `fast_normalise` (every check and every synced
+    record comes this way, ~6x faster); anything else by `normalise_by_rules`, which gives the same answer
+    for those codes (tests/shared/test_codes.py holds them equal) and names the rule a bad code fails.
     """
+    if kind is not None and not isinstance(kind, SubjectKind):
+        kind = _kind(kind)
+    if today is None:
+        today = datetime.datetime.now(_SHANGHAI).date()
+    elif isinstance(today, datetime.datetime):
+        today = today.date()  # a datetime does not compare with a date
+    fast = fast_normalise(raw, kind, today)
+    if fast is not None:
+        code, found, org_code = fast
+        warn = _WARNINGS.get(found)
+        return SubjectCode(code, found, raw, org_code, warn(code) if warn else ())
+    return normalise_by_rules(raw, kind, today=today)
+
+
+def _kind(kind: SubjectKind | str) -> SubjectKind:
+    try:
+        return SubjectKind(kind)
+    except ValueError:
+        raise SubjectCodeError(
+            "kind.unknown",
+            f"unknown subject code kind {str(kind)[:40]!r}; "
+            f"expected one of {', '.join(k.value for k in SubjectKind)}",
+        ) from None
+
+
+def normalise_by_rules(
+    raw: str, kind: SubjectKind | str | None = None, *, today: datetime.date | None = None
+) -> SubjectCode:
+    """`normalise`, rule by rule: NFKC, spaces, case and an org code's hyphen, then each rule of the kind in
+    turn, so a failure names the rule it broke. The reference `fast_normalise` is held equal to."""
     if kind is not None:
         try:
             kind = SubjectKind(kind)

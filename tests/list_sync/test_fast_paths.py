@@ -33,7 +33,7 @@ from shared.codes import (
     SubjectKind,
     citizen_id_check_char,
     fast_normalise,
-    normalise,
+    normalise_by_rules,
     org_code_check_char,
     registration_no_check_digit,
 )
@@ -78,7 +78,7 @@ def _registration_no(i: int) -> str:
 
 def _reference(code: str, kind: Any) -> tuple[str, SubjectKind, str | None] | None:
     try:
-        found = normalise(code, kind, today=TODAY)
+        found = normalise_by_rules(code, kind, today=TODAY)
     except (SubjectCodeError, AmbiguousSubjectCode):
         return None
     return found.code, found.kind, found.org_code

@@ -6,6 +6,7 @@ import datetime
 import itertools
 import pickle
 import zoneinfo
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -26,6 +27,7 @@ from shared.codes import (
     mask_code,
     mask_name,
     normalise,
+    normalise_by_rules,
     org_code_check_char,
     pii_hmac,
     registration_no_check_digit,
@@ -510,6 +512,30 @@ def citizen_ids(draw: st.DrawFn) -> str:
     birth = draw(st.dates(min_value=datetime.date(1900, 1, 1), max_value=datetime.date(2020, 12, 31)))
     sequence = draw(st.text(DIGITS, min_size=3, max_size=3))
     return make_citizen_id(address, birth.strftime("%Y%m%d"), sequence)
+
+
+def _outcome(fn: Any, code: str, kind: str | None) -> Any:
+    try:
+        return fn(code, kind, today=TODAY)
+    except SubjectCodeError as exc:
+        return ("invalid", exc.rule, exc.message)
+    except AmbiguousSubjectCode as exc:
+        return ("ambiguous", exc.kinds)
+
+
+def _codes_and_variants() -> st.SearchStrategy[str]:
+    valid = st.one_of(usccs(), citizen_ids(), st.text(DIGITS, min_size=15, max_size=15))
+    mutated = st.tuples(valid, st.integers(0, 17), st.sampled_from(USCC_ALPHABET + "xz -")).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]
+    )
+    return st.one_of(valid, valid.map(str.lower), valid.map(lambda c: f" {c} "), mutated)
+
+
+@property_settings
+@given(_codes_and_variants(), st.sampled_from([None, "uscc", "citizen_id", "org_code", "registration_no"]))
+def test_normalise_answers_exactly_as_the_rules_do(code: str, kind: str | None) -> None:
+    """The fast path inside `normalise` changes nothing: same code, kind, org code, warnings, same failure."""
+    assert _outcome(normalise, code, kind) == _outcome(normalise_by_rules, code, kind)
 
 
 def test_org_check_chars_all_fit_the_uscc_alphabet() -> None:
