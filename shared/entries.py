@@ -644,6 +644,8 @@ CROSS JOIN LATERAL (SELECT CASE
 ORDER BY w.seq
 """
 
+# `unmapped_legacy` counts only records that are also counted inserted, updated or unchanged: at most one per
+# source_id and run (a repeat is a duplicate, on this page or an earlier one), never a stale one.
 _COUNT_PLAN_SQL = """
 SELECT (SELECT count(*) FROM _sync_stage2) AS staged,
        count(*) AS winners,
@@ -654,7 +656,7 @@ SELECT (SELECT count(*) FROM _sync_stage2) AS staged,
        count(*) FILTER (WHERE NOT seen_before AND action = 'stale') AS stale,
        count(*) FILTER (WHERE action = 'update' AND move = 'end') AS ending,
        count(*) FILTER (WHERE action = 'update' AND move = 'end' AND cur_in_effect) AS ending_in_effect,
-       count(*) FILTER (WHERE unmapped) AS unmapped_legacy
+       count(*) FILTER (WHERE unmapped AND NOT seen_before AND action <> 'stale') AS unmapped_legacy
 FROM _sync_plan2
 """
 

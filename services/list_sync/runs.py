@@ -20,8 +20,9 @@ source lock is free has lost its process: whoever finds it marks it `failed`.
 Counts (contract): received = inserted + updated + unchanged + duplicates + stale + quarantined, per run.
 `ended` is not part of that sum: it counts entries the run ended (an upstream `removed` for an entry not yet
 ended, which is also counted as `updated`, plus entries missing from a complete snapshot, which are not
-received records at all). `unmapped_legacy` counts accepted records kept under an org code / registration
-number no alias maps. A repeat of a source_id within a run counts as a duplicate; if it is newer than the
+received records at all). `unmapped_legacy` counts the records counted inserted, updated or unchanged that
+are kept under an org code / registration number no alias maps: once per source_id and run, never a stale
+record or a duplicate (shared/entries.py `_COUNT_PLAN_SQL`). A repeat of a source_id within a run counts as a duplicate; if it is newer than the
 version the run saw first it is still applied, so nothing newer is ever dropped.
 """
 
