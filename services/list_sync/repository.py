@@ -250,7 +250,9 @@ async def quarantine(conn: asyncpg.Connection, run_id: uuid.UUID, limit: int, af
 
 # --- subscriptions ---------------------------------------------------------------------------------------
 
-SUBSCRIPTION_COLUMNS = "subscription_id, callback_url, subject_codes, list_kinds, active, created_at"
+SUBSCRIPTION_COLUMNS = (
+    "subscription_id, callback_url, subject_codes, subject_kinds, list_kinds, active, created_at"
+)
 
 
 async def insert_subscription(
@@ -259,16 +261,19 @@ async def insert_subscription(
     client_id: uuid.UUID,
     callback_url: str,
     subject_codes: list[str] | None,
+    subject_kinds: list[str] | None,
     list_kinds: list[str] | None,
     secret: str,
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
-        f"""INSERT INTO subscriptions (subscription_id, client_id, callback_url, subject_codes, list_kinds, secret)
-        VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SUBSCRIPTION_COLUMNS}""",
+        f"""INSERT INTO subscriptions (subscription_id, client_id, callback_url, subject_codes, subject_kinds,
+            list_kinds, secret)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SUBSCRIPTION_COLUMNS}""",
         uuid.uuid4(),
         client_id,
         callback_url,
         subject_codes,
+        subject_kinds,
         list_kinds,
         secret,
     )
