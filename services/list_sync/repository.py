@@ -148,6 +148,19 @@ async def lock_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> asyncpg.Recor
     return row
 
 
+async def take_held_run(conn: asyncpg.Connection, run_id: uuid.UUID, worker: str) -> asyncpg.Record | None:
+    """A confirmed held run becomes `running` in `worker` (which holds the source lock), or None if it is no
+    longer held (discarded, or confirmed by another request). Its counts start again from nothing, as a
+    running snapshot's do: the apply recomputes them, and a run that fails has applied nothing."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""UPDATE sync_runs SET status = 'running', worker = $2, heartbeat_at = now(), counts = '{{}}'::jsonb
+        WHERE run_id = $1 AND status = 'held' RETURNING {RUN_COLUMNS}""",
+        run_id,
+        worker,
+    )
+    return row
+
+
 async def list_runs(conn: asyncpg.Connection, source: str | None, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {RUN_COLUMNS} FROM sync_runs WHERE $1::text IS NULL OR source = $1
