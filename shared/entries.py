@@ -411,22 +411,63 @@ class EntryChange:
     occurred_at: dt.datetime
 
 
-# A subscription matches an entry by list kind and by any code the entry is known under: its subject code,
-# the code as the source gave it, its embedded organisation code (a USCC subscription also matches entries
-# recorded under that USCC's old org code) and its linked persons' codes.
+# A subscription matches an entry by list kind and, when it names codes, exactly as a check of each code would
+# find the entry (services/check_api/repository.py MATCH_SQL, paths `subject` and `responsible_person`):
+#   - a legacy code an alias maps is taken as its USCC (aliases as they are now, not as they were when the
+#     subscription was made);
+#   - the entry's subject code is the code, or for a USCC one of its aliases (entries stored before their
+#     alias was known keep the legacy code);
+#   - a USCC also reaches entries recorded under its embedded organisation code (characters 9-17), and only
+#     entries of kind `org_code`: never another USCC embedding the same characters, and never for a citizen id
+#     (whose characters 9-17 may pass GB 11714 by chance) — so the kind of each code is stored with it;
+#   - a citizen id also reaches organisations' entries naming it among their linked persons.
+# An unmapped org code or registration number is only itself. Each (change, subscription) comes out once.
 MATCH_SQL = text("""
-SELECT c.ord, s.subscription_id, s.callback_url, ('pii:read' = ANY(a.scopes)) AS pii
-FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS c(entry_id, ord)
-JOIN list_entries e ON e.entry_id = c.entry_id
-JOIN subscriptions s ON s.active
-JOIN api_clients a ON a.client_id = s.client_id AND a.revoked_at IS NULL
-WHERE (s.list_kinds IS NULL OR e.list_kind = ANY(s.list_kinds))
-  AND (s.subject_codes IS NULL OR EXISTS (
-        SELECT 1 FROM unnest(s.subject_codes) AS u(code)
-        WHERE u.code IN (e.subject_code, e.original_code, e.subject_org_code)
-           OR (length(u.code) = 18 AND substr(u.code, 9, 9) = e.subject_org_code)
-           OR EXISTS (SELECT 1 FROM entry_persons p WHERE p.entry_id = e.entry_id AND p.person_code = u.code)))
-ORDER BY c.ord, s.subscription_id
+WITH changed AS (
+    SELECT c.ord, e.entry_id, e.list_kind, e.subject_code, e.subject_kind
+    FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS c(entry_id, ord)
+    JOIN list_entries e ON e.entry_id = c.entry_id
+),
+subs AS (
+    SELECT s.subscription_id, s.callback_url, s.subject_codes, s.subject_kinds, s.list_kinds,
+           ('pii:read' = ANY(a.scopes)) AS pii
+    FROM subscriptions s JOIN api_clients a ON a.client_id = s.client_id AND a.revoked_at IS NULL
+    WHERE s.active
+),
+subj AS (
+    SELECT s.subscription_id, coalesce(a.uscc, u.code) AS code,
+           CASE WHEN a.uscc IS NOT NULL THEN 'uscc' ELSE u.kind END AS kind
+    FROM subs s
+    CROSS JOIN LATERAL unnest(s.subject_codes, s.subject_kinds) AS u(code, kind)
+    LEFT JOIN subject_aliases a ON u.kind IN ('org_code', 'registration_no') AND a.alias_code = u.code
+),
+-- (subscription, a subject_code its entries may have, whether that code reaches only org-code entries)
+codes AS (
+    SELECT subscription_id, code, false AS org_only FROM subj
+    UNION
+    SELECT s.subscription_id, a.alias_code, false
+    FROM subj s JOIN subject_aliases a ON a.uscc = s.code WHERE s.kind = 'uscc'
+    UNION
+    SELECT subscription_id, substr(code, 9, 9), true FROM subj WHERE kind = 'uscc'
+),
+hits AS (
+    SELECT c.ord, k.subscription_id
+    FROM changed c JOIN codes k ON k.code = c.subject_code AND (NOT k.org_only OR c.subject_kind = 'org_code')
+    UNION
+    SELECT c.ord, p.subscription_id
+    FROM changed c
+    JOIN entry_persons ep ON ep.entry_id = c.entry_id
+    JOIN subj p ON p.kind = 'citizen_id' AND p.code = ep.person_code
+    WHERE c.subject_kind <> 'citizen_id'
+    UNION
+    SELECT c.ord, s.subscription_id FROM changed c CROSS JOIN subs s WHERE s.subject_codes IS NULL
+)
+SELECT h.ord, s.subscription_id, s.callback_url, s.pii
+FROM hits h
+JOIN changed c ON c.ord = h.ord
+JOIN subs s ON s.subscription_id = h.subscription_id
+WHERE s.list_kinds IS NULL OR c.list_kind = ANY(s.list_kinds)
+ORDER BY h.ord, s.subscription_id
 """)
 
 
@@ -644,6 +685,8 @@ CROSS JOIN LATERAL (SELECT CASE
 ORDER BY w.seq
 """
 
+# `unmapped_legacy` counts only records that are also counted inserted, updated or unchanged: at most one per
+# source_id and run (a repeat is a duplicate, on this page or an earlier one), never a stale one.
 _COUNT_PLAN_SQL = """
 SELECT (SELECT count(*) FROM _sync_stage2) AS staged,
        count(*) AS winners,
@@ -654,7 +697,7 @@ SELECT (SELECT count(*) FROM _sync_stage2) AS staged,
        count(*) FILTER (WHERE NOT seen_before AND action = 'stale') AS stale,
        count(*) FILTER (WHERE action = 'update' AND move = 'end') AS ending,
        count(*) FILTER (WHERE action = 'update' AND move = 'end' AND cur_in_effect) AS ending_in_effect,
-       count(*) FILTER (WHERE unmapped) AS unmapped_legacy
+       count(*) FILTER (WHERE unmapped AND NOT seen_before AND action <> 'stale') AS unmapped_legacy
 FROM _sync_plan2
 """
 

@@ -2,7 +2,8 @@
 
     onecheck_sync_runs_total{source, status}                   runs by the status they ended in: succeeded,
                                                                failed, held; a held run counts again when it
-                                                               is confirmed (succeeded) or discarded
+                                                               is discarded, or when the background apply of
+                                                               its confirm ends (succeeded or failed)
     onecheck_sync_records_total{source, outcome}               records of succeeded and failed runs by outcome
                                                                (the contract's counts: inserted, updated,
                                                                unchanged, duplicates, stale, quarantined; a

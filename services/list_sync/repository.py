@@ -148,6 +148,19 @@ async def lock_run(conn: asyncpg.Connection, run_id: uuid.UUID) -> asyncpg.Recor
     return row
 
 
+async def take_held_run(conn: asyncpg.Connection, run_id: uuid.UUID, worker: str) -> asyncpg.Record | None:
+    """A confirmed held run becomes `running` in `worker` (which holds the source lock), or None if it is no
+    longer held (discarded, or confirmed by another request). Its counts start again from nothing, as a
+    running snapshot's do: the apply recomputes them, and a run that fails has applied nothing."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"""UPDATE sync_runs SET status = 'running', worker = $2, heartbeat_at = now(), counts = '{{}}'::jsonb
+        WHERE run_id = $1 AND status = 'held' RETURNING {RUN_COLUMNS}""",
+        run_id,
+        worker,
+    )
+    return row
+
+
 async def list_runs(conn: asyncpg.Connection, source: str | None, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {RUN_COLUMNS} FROM sync_runs WHERE $1::text IS NULL OR source = $1
@@ -250,7 +263,9 @@ async def quarantine(conn: asyncpg.Connection, run_id: uuid.UUID, limit: int, af
 
 # --- subscriptions ---------------------------------------------------------------------------------------
 
-SUBSCRIPTION_COLUMNS = "subscription_id, callback_url, subject_codes, list_kinds, active, created_at"
+SUBSCRIPTION_COLUMNS = (
+    "subscription_id, callback_url, subject_codes, subject_kinds, list_kinds, active, created_at"
+)
 
 
 async def insert_subscription(
@@ -259,16 +274,19 @@ async def insert_subscription(
     client_id: uuid.UUID,
     callback_url: str,
     subject_codes: list[str] | None,
+    subject_kinds: list[str] | None,
     list_kinds: list[str] | None,
     secret: str,
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
-        f"""INSERT INTO subscriptions (subscription_id, client_id, callback_url, subject_codes, list_kinds, secret)
-        VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SUBSCRIPTION_COLUMNS}""",
+        f"""INSERT INTO subscriptions (subscription_id, client_id, callback_url, subject_codes, subject_kinds,
+            list_kinds, secret)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SUBSCRIPTION_COLUMNS}""",
         uuid.uuid4(),
         client_id,
         callback_url,
         subject_codes,
+        subject_kinds,
         list_kinds,
         secret,
     )

@@ -349,17 +349,32 @@ async def get_run(run_id: RunIdPath, request: Request, client: SyncAdmin, db: DB
 @router.post(
     "/v1/runs/{run_id}/confirm",
     tags=["sync"],
-    summary="Apply a held snapshot",
+    summary="Apply a held snapshot (in the background)",
     description="A snapshot or file run that would end more than `ONECHECK_SNAPSHOT_MAX_END_SHARE` of the "
-    "source's entries in effect is `held` and changes nothing. Confirming re-applies its stored pages against "
-    "the entries as they are now (counts are recomputed): the run is `succeeded`.",
+    "source's entries in effect is `held` and changes nothing. Confirming applies it in the background, like a "
+    "started run, and answers 202 with the run: `running` once the apply has taken it (within a few seconds; "
+    "until then it stays `held` and the apply waits for the source's lock instead of refusing). The stored "
+    "pages are re-applied against the entries as they are then, in one transaction (counts are recomputed: "
+    "zero until the apply ends): the run ends `succeeded`, or `failed` having changed nothing (also when the "
+    "process dies mid-apply: `failed` when found). Follow it with `GET /v1/runs/{run_id}`.",
+    status_code=202,
     response_model=RunOut,
-    responses={**EX.success(200, "confirm-run", description="The run, `succeeded`."), **_NO_RUN, **_NOT_HELD},
+    responses={
+        **EX.success(202, "confirm-run", description="The run, `running` (or still `held`, see above)."),
+        **_NO_RUN,
+        409: problem_response(
+            "The run is not `held`, or a confirm of it is under way (`conflict`, with its status in `detail`).",
+            (409, "conflict", "Conflict", "the run is succeeded, not held"),
+            (409, "conflict", "Conflict", "the run is held, and a confirm of it is under way"),
+        ),
+    },
 )
-async def confirm_run(run_id: RunIdPath, client: SyncAdmin, db: DB, settings: AppSettings) -> Response:
-    view = await runs.confirm_run(db, settings, run_id)
-    metrics.record_run(view)  # runs ending in runs.execute_run count there
-    return JSONResponse(view)
+async def confirm_run(
+    run_id: RunIdPath, request: Request, client: SyncAdmin, db: DB, settings: AppSettings
+) -> Response:
+    # The run's final status is counted in metrics when the background apply ends (runs.execute_confirm).
+    view = await runs.confirm_run(db, settings, run_id, registry=runs.registry_of(request.app.state))
+    return JSONResponse(view, status_code=202)
 
 
 @router.post(

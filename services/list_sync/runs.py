@@ -13,15 +13,18 @@ source lock is free has lost its process: whoever finds it marks it `failed`.
                staging table while the next page is validated, and apply the listing set-based, ending the
                source's entries the listing no longer carries. A failed run changes nothing. If it would end
                more than ONECHECK_SNAPSHOT_MAX_END_SHARE of the source's entries in effect, the run is `held`
-               and nothing changes until confirm (re-applied from the stored pages) or discard.
+               and nothing changes until confirm or discard. Confirm applies it in the background like a
+               started run: it waits for the source lock, makes the run `running` again and re-applies the
+               stored pages in one transaction; `succeeded` (or `failed`, nothing changed).
     file       a CSV or XLSX under ONECHECK_IMPORT_DIR, applied exactly like a snapshot of its source (the file
                is the source's complete listing; its rows have no `updated_at`, so none is ever stale).
 
 Counts (contract): received = inserted + updated + unchanged + duplicates + stale + quarantined, per run.
 `ended` is not part of that sum: it counts entries the run ended (an upstream `removed` for an entry not yet
 ended, which is also counted as `updated`, plus entries missing from a complete snapshot, which are not
-received records at all). `unmapped_legacy` counts accepted records kept under an org code / registration
-number no alias maps. A repeat of a source_id within a run counts as a duplicate; if it is newer than the
+received records at all). `unmapped_legacy` counts the records counted inserted, updated or unchanged that
+are kept under an org code / registration number no alias maps: once per source_id and run, never a stale
+record or a duplicate (shared/entries.py `_COUNT_PLAN_SQL`). A repeat of a source_id within a run counts as a duplicate; if it is newer than the
 version the run saw first it is still applied, so nothing newer is ever dropped.
 """
 
@@ -147,10 +150,19 @@ class RunRegistry:
 
     def __init__(self) -> None:
         self.tasks: dict[uuid.UUID, asyncio.Task[Any]] = {}
+        self.confirms: set[uuid.UUID] = set()  # held runs whose confirm is under way here
 
-    def add(self, run_id: uuid.UUID, task: asyncio.Task[Any]) -> None:
+    def add(self, run_id: uuid.UUID, task: asyncio.Task[Any], *, confirm: bool = False) -> None:
         self.tasks[run_id] = task
-        task.add_done_callback(lambda _: self.tasks.pop(run_id, None))
+        if confirm:
+            self.confirms.add(run_id)
+
+        def done(_: object) -> None:
+            if self.tasks.get(run_id) is task:  # a confirm may follow its run's own task
+                del self.tasks[run_id]
+                self.confirms.discard(run_id)
+
+        task.add_done_callback(done)
 
     async def wait(self, run_id: uuid.UUID | str) -> None:
         task = self.tasks.get(uuid.UUID(str(run_id)))
@@ -649,15 +661,24 @@ async def apply_listing(
     return status
 
 
+LOCK_POLL_SECONDS = 0.1  # how often a confirm waiting for its source's lock tries again
+
+
 @contextlib.asynccontextmanager
-async def source_lock(db: Database, source: str) -> AsyncIterator[None]:
-    """Hold the source's session-level advisory lock (Conflict if another run holds it). Pooled connections
-    are not reset on release, so if the unlock itself fails (a second cancellation, a broken link) the
-    session is terminated: the server then drops the lock with it."""
+async def source_lock(
+    db: Database, source: str, *, wait: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+) -> AsyncIterator[None]:
+    """Hold the source's session-level advisory lock. Without `wait`: Conflict if another session holds it.
+    With it: wait for the lock, calling `wait(conn)` between attempts (it raises to stop waiting). Pooled
+    connections are not reset on release, so if the unlock itself fails (a second cancellation, a broken link)
+    the session is terminated: the server then drops the lock with it."""
     key = advisory_key(source)
     async with db.connection() as conn:
-        if not await repo.try_lock(conn, key):
-            raise Conflict(f"a run of source {source!r} is in progress")
+        while not await repo.try_lock(conn, key):
+            if wait is None:
+                raise Conflict(f"a run of source {source!r} is in progress")
+            await wait(conn)
+            await asyncio.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:
@@ -788,13 +809,13 @@ async def _execute(
         return view
 
 
-async def _guarded(ctx: RunContext) -> None:
-    """Run the source's handler under the run deadline; any failure becomes the run's `failed` status (so it
-    never escapes: in tests an escaping error would also roll back what the run committed)."""
+async def _guarded(ctx: RunContext, work: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Run the source's handler (or `work`) under the run deadline; any failure becomes the run's `failed`
+    status (so it never escapes: in tests an escaping error would also roll back what the run committed)."""
     deadline = asyncio.timeout(ctx.settings.sync_run_deadline_seconds)
     try:
         async with deadline:
-            await HANDLERS[ctx.source["kind"]](ctx)
+            await (work() if work is not None else HANDLERS[ctx.source["kind"]](ctx))
     except asyncio.CancelledError:
         await asyncio.shield(_fail(ctx.db, ctx.run_id, "RunCancelled: the process stopped the run"))
         raise
@@ -851,39 +872,129 @@ async def list_runs(db: Database, *, source: str | None, limit: int) -> dict[str
     return {"runs": [run_view(r) for r in rows]}
 
 
+# How long POST /v1/runs/{run_id}/confirm waits for the apply to take the run (it waits for the source's lock,
+# which other sessions hold only briefly while a run is held) before answering with the run still `held`.
+CONFIRM_ANSWER_SECONDS = 2.0
+
+
 async def confirm_run(
     db: Database,
     settings: Settings,
     run_id: str,
     *,
+    registry: RunRegistry,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Apply a held run (its stored pages, against the entries as they are now): `succeeded`."""
+    """Confirm a held run: it is applied in the background, like a started run (`execute_confirm`). Returns the
+    run as soon as the apply has taken it (`running`), or after CONFIRM_ANSWER_SECONDS if the source's lock is
+    still busy (then still `held`: it is taken when the lock is free). NotFound; Conflict if it is not held or
+    a confirm of it is already under way here."""
     parsed = parse_uuid(run_id)
     if parsed is None:
         raise NotFound("no such run")
     async with db.connection() as conn:
         row = await repo.get_run(conn, parsed)
+    if row is None:
+        raise NotFound("no such run")
+    if row["status"] != "held":
+        raise Conflict(f"the run is {row['status']}, not held")
+    if parsed in registry.confirms:
+        raise Conflict("the run is held, and a confirm of it is under way")
+    taken: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        execute_confirm(db, settings, parsed, taken=taken, progress=progress),
+        name=f"sync-confirm:{row['source']}",
+    )
+    registry.add(parsed, task, confirm=True)
+    try:
+        return await asyncio.wait_for(asyncio.shield(taken), CONFIRM_ANSWER_SECONDS)
+    except TimeoutError:
+        return run_view(row)
+    finally:
+        if not taken.done():
+            taken.cancel()  # nobody waits any more: the task logs how it ends
+
+
+async def execute_confirm(
+    db: Database,
+    settings: Settings,
+    run_id: uuid.UUID,
+    *,
+    taken: asyncio.Future[dict[str, Any]] | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any] | None:
+    """Apply held run `run_id` (its stored pages, against the entries as they are now) and return the run,
+    `succeeded` (or `failed`, having changed nothing). Waits for the source's lock instead of refusing; under
+    it the run becomes `running` in this process, so if the process dies mid-apply (one transaction: nothing
+    changes) the run is `failed` when found, like any run. Before the run is taken it raises NotFound or
+    Conflict (no longer held) — or, given `taken`, sets them on it (if still awaited; else logs) and returns
+    None; `taken` receives the run as soon as it is `running`."""
+    try:
+        return await _confirm(db, settings, run_id, taken, progress)
+    except Exception as exc:
+        if taken is None:
+            raise
+        if not taken.done():
+            taken.set_exception(exc)
+        else:  # nobody awaits it any more (or the run was taken and failed after)
+            log.warning("confirm of sync run %s: %s: %s", run_id, type(exc).__name__, exc)
+        return None
+    finally:
+        if taken is not None and not taken.done():
+            taken.cancel()
+
+
+async def _confirm(
+    db: Database,
+    settings: Settings,
+    run_id: uuid.UUID,
+    taken: asyncio.Future[dict[str, Any]] | None,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    async with db.connection() as conn:
+        row = await repo.get_run(conn, run_id)
         if row is None:
             raise NotFound("no such run")
-        if row["status"] != "held":
-            raise Conflict(f"the run is {row['status']}, not held")
         source = await repo.get_source(conn, row["source"])
         types = await repo.list_types(conn)
     assert source is not None  # runs reference their source
-    async with source_lock(db, row["source"]):
+    name: str = source["name"]
+    give_up = time.monotonic() + settings.sync_run_deadline_seconds
+
+    async def still_held(conn: asyncpg.Connection) -> None:
+        current = await repo.get_run(conn, run_id)
+        if current is None or current["status"] != "held":
+            raise Conflict(f"the run is {current['status'] if current else 'gone'}, not held")
+        if time.monotonic() > give_up:
+            raise Conflict(f"the lock of source {name!r} stayed busy: the run is still held")
+
+    async with source_lock(db, name, wait=still_held):
+        async with db.connection() as conn:
+            row = await repo.take_held_run(conn, run_id, WORKER)
+            if row is None:  # discarded, or confirmed elsewhere, since it was read
+                current = await repo.get_run(conn, run_id)
+                raise Conflict(f"the run is {current['status'] if current else 'gone'}, not held")
+        if taken is not None and not taken.done():
+            taken.set_result(run_view(row))
+        log.info("held sync run %s of %s confirmed: applying it", run_id, name)
         ctx = RunContext(
             db=db,
             settings=settings,
             source=source,
-            run_id=parsed,
+            run_id=run_id,
             today=business_date(),
             deadline=time.monotonic() + settings.sync_run_deadline_seconds,
             list_types=types,
             progress=progress,
         )
-        await apply_listing(ctx, force=True, from_status="held", record_quarantine=False)
-    return await _read_view(db, parsed)
+        # The quarantine was recorded when the run was held.
+        await _guarded(
+            ctx, lambda: apply_listing(ctx, force=True, from_status="running", record_quarantine=False)
+        )
+        view = await _read_view(db, run_id)
+    metrics.record_run(view)
+    log.info("sync run %s of %s %s: %s", run_id, name, view["status"], view["counts"])
+    return view
 
 
 async def discard_run(db: Database, run_id: str) -> dict[str, Any]:

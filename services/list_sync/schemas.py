@@ -204,7 +204,10 @@ class CountsOut(BaseModel):
     stale: int = Field(description="Records older (`updated_at`) than what is stored; not applied.")
     quarantined: int = Field(description="Records refused (see `GET /v1/quarantine`).")
     ended: int = Field(description="Entries the run ended (not part of the sum).")
-    unmapped_legacy: int = Field(description="Records kept under a legacy code that no alias maps to a USCC.")
+    unmapped_legacy: int = Field(
+        description="Records counted inserted, updated or unchanged that are kept under a legacy code no alias "
+        "maps to a USCC: once per `source_id` and run, never a stale record or a duplicate (not part of the sum)."
+    )
 
 
 class RunOut(BaseModel):

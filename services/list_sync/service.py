@@ -395,18 +395,18 @@ def check_callback_url(url: str, settings: Settings) -> str:
     return url
 
 
-def _is_citizen_id(code: str) -> bool:
-    """Stored codes are normalised; anything that is not surely an organisation's code counts as personal."""
-    try:
-        return normalise(code).kind == SubjectKind.CITIZEN_ID
-    except (SubjectCodeError, AmbiguousSubjectCode):
-        return True
+_ORGANISATION_KINDS = frozenset({SubjectKind.USCC, SubjectKind.ORG_CODE, SubjectKind.REGISTRATION_NO})
 
 
 def subscription_view(row: Any, client: Client) -> dict[str, Any]:
     codes: list[str] | None = row["subject_codes"]
     if codes is not None and not client.sees_pii:
-        codes = [mask_citizen_id(c) if _is_citizen_id(c) else c for c in codes]
+        kinds: list[str] = row["subject_kinds"] or []
+        # Anything not surely an organisation's code counts as personal (a missing kind too).
+        codes = [
+            c if i < len(kinds) and kinds[i] in _ORGANISATION_KINDS else mask_citizen_id(c)
+            for i, c in enumerate(codes)
+        ]
     return {
         "subscription_id": str(row["subscription_id"]),
         "callback_url": row["callback_url"],
@@ -430,13 +430,19 @@ async def create_subscription(
     async with db.session() as session:
         legacy = [s.code for s in subjects if s.kind in (SubjectKind.ORG_CODE, SubjectKind.REGISTRATION_NO)]
         aliases = await resolve_aliases(session, legacy)
-        # Entries of a legacy code that an alias maps are stored under the USCC: subscribe to both.
-        codes = list(dict.fromkeys(c for s in subjects for c in (s.code, aliases.get(s.code)) if c))
+        # Each code with its kind (only a USCC matches by its embedded org code). Entries of a legacy code that
+        # an alias maps are stored under the USCC: subscribe to both.
+        kinds: dict[str, str] = {}
+        for s in subjects:
+            kinds.setdefault(s.code, s.kind.value)
+            if s.code in aliases:
+                kinds.setdefault(aliases[s.code], SubjectKind.USCC.value)
         row = await repo.insert_subscription(
             await raw_connection(session),
             client_id=client.client_id,
             callback_url=callback_url,
-            subject_codes=codes or None,
+            subject_codes=list(kinds) or None,
+            subject_kinds=list(kinds.values()) or None,
             list_kinds=sorted(set(body.list_kinds)) if body.list_kinds else None,
             secret=secret,
         )

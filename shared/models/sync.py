@@ -108,13 +108,24 @@ class QuarantinedRecord(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
 
 
+SUBJECT_KINDS_CHECK = (
+    "(subject_codes IS NULL) = (subject_kinds IS NULL) "
+    "AND cardinality(subject_codes) = cardinality(subject_kinds) "
+    "AND subject_kinds <@ ARRAY['uscc', 'citizen_id', 'org_code', 'registration_no']::text[]"
+)
+
+
 class Subscription(Base):
     __tablename__ = "subscriptions"
+    __table_args__ = (CheckConstraint(SUBJECT_KINDS_CHECK, name="subject_kinds"),)
 
     subscription_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     client_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     callback_url: Mapped[str] = mapped_column(Text)
+    # Normalised codes, and the kind of each (same order): a code matches entries as a check of it would, and
+    # only a USCC reaches entries recorded under its embedded organisation code (shared/entries.py MATCH_SQL).
     subject_codes: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    subject_kinds: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     list_kinds: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     # Needed in clear to sign callbacks (HMAC); shown to the client once.
     secret: Mapped[str] = mapped_column(Text)

@@ -286,11 +286,14 @@ async def _run_all(db: Database, app_factory: AppFactory, test_settings: Setting
                             sync,
                             "list-sync",
                             "confirm-run",
-                            "Apply a held snapshot (it would end 2 of 3 entries in effect)",
+                            "Apply a held snapshot (it would end 2 of 3 entries in effect): it runs in the "
+                            "background",
                             "POST",
                             "/v1/runs/{run_id}/confirm",
                             ids={"run_id": held_ids[0]},
+                            status=202,
                         )
+                        await registry.wait(held_ids[0])
         await rec.call(
             sync,
             "list-sync",

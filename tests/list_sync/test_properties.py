@@ -99,6 +99,10 @@ class Mix:
     same: int  # stored ones, newer timestamp, same content
     stale: int  # stored ones, older
     repeats: list[int]  # indexes of new records delivered twice
+    newer_repeats: (
+        bool  # the second delivery is newer (and changed): applied if it comes later, still a duplicate
+    )
+    legacy: set[int]  # indexes of records under an organisation code that no alias maps
     poison: list[str]
     page_sizes: list[int]
     seed: int
@@ -112,6 +116,8 @@ mixes = st.builds(
     same=st.integers(0, 4),
     stale=st.integers(0, 4),
     repeats=st.lists(st.integers(0, 11), max_size=5),
+    newer_repeats=st.booleans(),
+    legacy=st.sets(st.integers(0, 111), max_size=12),
     poison=st.lists(st.sampled_from(sorted(POISON)), max_size=10),
     page_sizes=st.lists(st.integers(1, 7), min_size=1, max_size=6),
     seed=st.integers(0, 2**16),
@@ -131,7 +137,8 @@ async def test_counts_add_up_and_quarantine_is_exactly_the_poison(
     settings_ = sync_settings.model_copy(update={"snapshot_max_end_share": 1.0})
 
     def good(i: int, hours: int, reason: str = "原事由") -> dict[str, Any]:
-        return record(f"G-{i}", code=uscc(i), expires_on=FAR, updated_at=_at(hours), reason=reason)
+        code = uscc(i)[8:17] if i in mix.legacy else uscc(i)  # its embedded org code: kept unmapped
+        return record(f"G-{i}", code=code, expires_on=FAR, updated_at=_at(hours), reason=reason)
 
     stored = [good(i, 10) for i in range(mix.stored)]
     if stored:
@@ -146,11 +153,13 @@ async def test_counts_add_up_and_quarantine_is_exactly_the_poison(
     second += [good(i, 5, "旧事由") for i in range(changed + same, changed + same + stale)]
     fresh = [good(100 + i, 10) for i in range(mix.new)]
     second += fresh
-    repeats = [fresh[i] for i in mix.repeats if i < len(fresh)]
+    repeated = [100 + i for i in mix.repeats if i < mix.new]
+    repeats = [good(i, 11, "再事由") if mix.newer_repeats else good(i, 10) for i in repeated]
     poison = [POISON[name](1000 + n) for n, name in enumerate(mix.poison)]
     second += repeats + poison
     rng.shuffle(second)
-    # Shuffling may put a repeat first: whichever copy comes first counts, the other is the duplicate.
+    # Shuffling may put a repeat first: whichever copy comes first counts, the other is the duplicate (a newer
+    # repeat on a later feed page is still applied).
     first_cursor = None if kind == "snapshot" or not stored else "0-end"
     view = await _run(db, settings_, source, _pages(second, mix.page_sizes, 1, first_cursor))
     counts = view["counts"]
@@ -163,6 +172,9 @@ async def test_counts_add_up_and_quarantine_is_exactly_the_poison(
     assert counts["stale"] == stale
     ended_missing = mix.stored - changed - same - stale if kind == "snapshot" else 0
     assert counts["ended"] == ended_missing
+    # Once per accepted record (inserted, updated or unchanged), never for a stale one or a repeat.
+    counted = [*range(changed + same), *(100 + i for i in range(mix.new))]
+    assert counts["unmapped_legacy"] == sum(i in mix.legacy for i in counted)
 
 
 # --- delta sequences against a model -----------------------------------------------------------------------

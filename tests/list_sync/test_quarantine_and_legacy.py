@@ -11,7 +11,19 @@ from services.list_sync.records import ListTypeInfo, Rejected, parse_record
 from shared.db.engine import Database
 from shared.lifecycle import business_date
 from shared.settings import Settings
-from tests.list_sync.helpers import BASE, add_source, entries_of, envelope, fetch, page, record, run, uscc
+from tests.list_sync.helpers import (
+    BASE,
+    Answer,
+    add_source,
+    by_cursor,
+    entries_of,
+    envelope,
+    fetch,
+    page,
+    record,
+    run,
+    uscc,
+)
 
 EXPECTED_RULES = {  # line in poison-page.json → rule
     1: "required.source_id",
@@ -211,3 +223,48 @@ async def test_a_new_alias_moves_an_entry_to_its_uscc(
     assert view["counts"]["updated"] == 1
     assert view["counts"]["unmapped_legacy"] == 0
     assert (await entries_of(db, "legacy"))["L-9"]["subject_code"] == uscc(13)
+
+
+def _legacy(source_id: str, hours: int, reason: str = "原事由") -> dict[str, Any]:
+    return record(
+        source_id,
+        subject={"code": "MA51XX015", "name": "旧代码未映射", "kind": "org_code"},
+        updated_at=f"2026-11-01T{hours:02d}:00:00+00:00",
+        reason=reason,
+    )
+
+
+async def test_an_unmapped_record_counts_once_per_run_across_feed_pages(
+    db: Database, catalogue: None, sync_settings: Settings
+) -> None:
+    """A newer repeat on a later page is applied but is a duplicate: it is not counted unmapped again."""
+    await add_source(db, "legacy")
+    answers: dict[str | None, Answer] = {
+        None: page(envelope([_legacy("L-5", 8)], "c2", has_more=True)),
+        "c2": page(envelope([_legacy("L-5", 9, "新事由"), _legacy("L-5", 9, "新事由")], "c3")),
+    }
+    with respx.mock(base_url=BASE) as mock:
+        mock.get("/entries").mock(side_effect=by_cursor(answers))
+        view = await run(db, sync_settings, "legacy")
+    assert view["counts"]["inserted"] == 1
+    assert view["counts"]["duplicates"] == 2
+    assert view["counts"]["unmapped_legacy"] == 1
+    assert (await entries_of(db, "legacy"))["L-5"]["reason"] == "新事由"
+
+
+@pytest.mark.parametrize("kind", ["feed", "snapshot"])
+async def test_a_stale_or_repeated_unmapped_record_is_not_counted(
+    db: Database, catalogue: None, sync_settings: Settings, kind: str
+) -> None:
+    await add_source(db, "legacy", kind)
+    first = [_legacy("L-6", 10), _legacy("L-7", 10)]
+    # L-6 stale, L-7 unchanged twice (one is a duplicate), L-8 new and delivered twice.
+    second = [_legacy("L-6", 5, "旧事由"), _legacy("L-7", 10), _legacy("L-7", 10), _legacy("L-8", 10)]
+    second.append(_legacy("L-8", 10))
+    for records, cursor in ((first, None), (second, "c1" if kind == "feed" else None)):
+        with respx.mock(base_url=BASE) as mock:
+            mock.get("/entries").mock(side_effect=by_cursor({cursor: page(envelope(records, "c1"))}))
+            view = await run(db, sync_settings, "legacy")
+    counts = view["counts"]
+    assert (counts["stale"], counts["unchanged"], counts["inserted"], counts["duplicates"]) == (1, 1, 1, 2)
+    assert counts["unmapped_legacy"] == 2  # L-7 and L-8, once each

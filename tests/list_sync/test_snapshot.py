@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 from typing import Any
@@ -10,10 +12,23 @@ import httpx
 import pytest
 import respx
 
-from services.list_sync.runs import confirm_run, discard_run, execute_run
+from services.list_sync import runs
+from services.list_sync.runs import (
+    RunRegistry,
+    advisory_key,
+    confirm_run,
+    discard_run,
+    execute_run,
+    fail_abandoned_runs,
+    get_run,
+    registry_of,
+)
 from shared.db.engine import Database
+from shared.entries import SyncBatch
 from shared.errors import Conflict
 from shared.settings import Settings
+from tests.builders import load_catalogue, make_client
+from tests.conftest import AppFactory, api_client
 from tests.list_sync.helpers import (
     BASE,
     add_source,
@@ -105,7 +120,11 @@ async def test_a_snapshot_that_would_end_too_much_is_held_until_confirmed(
     assert await _state(db, "tax") == before  # and nothing changed
     with pytest.raises(Conflict):  # a held run blocks the source
         await execute_run(db, sync_settings, "tax")
-    confirmed = await confirm_run(db, sync_settings, held["run_id"])
+    registry = RunRegistry()
+    taken = await confirm_run(db, sync_settings, held["run_id"], registry=registry)
+    assert (taken["status"], taken["finished_at"]) == ("running", None)  # answered; applied in the background
+    await registry.wait(held["run_id"])
+    confirmed = await get_run(db, held["run_id"])
     assert confirmed["status"] == "succeeded"
     assert confirmed["finished_at"] is not None
     assert confirmed["counts"]["ended"] == 3
@@ -113,9 +132,31 @@ async def test_a_snapshot_that_would_end_too_much_is_held_until_confirmed(
     stored = await entries_of(db, "tax")
     assert [k for k, e in sorted(stored.items()) if e["status"] == "ended"] == ["S-3", "S-4", "S-5"]
     with pytest.raises(Conflict):
-        await confirm_run(db, sync_settings, held["run_id"])
+        await confirm_run(db, sync_settings, held["run_id"], registry=registry)
     quarantine = await fetch(db, "SELECT count(*) FROM sync_quarantine")
     assert quarantine[0][0] == 0
+
+
+async def test_a_confirm_whose_apply_fails_is_failed_and_changed_nothing(
+    db: Database, catalogue: None, sync_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_source(db, "tax", "snapshot")
+    await _snapshot(db, sync_settings, five())
+    before = await _state(db, "tax")
+    held = await _snapshot(db, sync_settings, five()[:2])
+
+    async def broken(self: SyncBatch, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(SyncBatch, "apply", broken)
+    registry = RunRegistry()
+    assert (await confirm_run(db, sync_settings, held["run_id"], registry=registry))["status"] == "running"
+    await registry.wait(held["run_id"])
+    view = await get_run(db, held["run_id"])
+    assert (view["status"], view["error"]) == ("failed", "RuntimeError: disk full")
+    assert view["finished_at"] is not None
+    assert sum(view["counts"].values()) == 0
+    assert await _state(db, "tax") == before
 
 
 async def test_a_held_snapshot_can_be_discarded(
@@ -237,3 +278,115 @@ async def test_a_snapshot_page_at_the_byte_cap_fails_and_keeps_the_prefix(
     assert stored["body"] == body[:1000]
     assert stored["size_bytes"] == 1000
     assert await entries_of(db, "tax") == {}
+
+
+# --- confirm in the background, with real commits ----------------------------------------------------------
+
+
+async def _held(db: Database, settings: Settings) -> tuple[str, list[tuple[Any, ...]]]:
+    """A held run of source `tax` (it would end 3 of 5), and the source's state before it."""
+    await load_catalogue(db)
+    await add_source(db, "tax", "snapshot")
+    await _snapshot(db, settings, five())
+    before = await _state(db, "tax")
+    held = await _snapshot(db, settings, five()[:2])
+    assert held["status"] == "held"
+    return held["run_id"], before
+
+
+@pytest.mark.committing
+@pytest.mark.parametrize("busy", ["briefly", "past_the_answer"])
+async def test_confirm_waits_for_the_source_lock_instead_of_refusing(
+    committed_db: Database,
+    app_factory: AppFactory,
+    sync_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    busy: str,
+) -> None:
+    """Another session holding the source's lock (a scheduler tick, a refused start) delays the apply; the
+    confirm never answers 409 for it."""
+    db = committed_db
+    run_id, before = await _held(db, sync_settings)
+    _, key = await make_client(db, scopes="sync:admin")
+    app = app_factory(db, "list-sync", settings=sync_settings)
+    if busy == "past_the_answer":
+        monkeypatch.setattr(runs, "CONFIRM_ANSWER_SECONDS", 0.2)
+    async with db.connection() as tick, api_client(app, key) as api:
+        assert await tick.fetchval("SELECT pg_try_advisory_lock($1)", advisory_key("tax"))
+
+        async def release(after: float) -> None:
+            await asyncio.sleep(after)
+            await tick.execute("SELECT pg_advisory_unlock($1)", advisory_key("tax"))
+
+        if busy == "briefly":  # freed while the request waits: the apply has taken the run
+            releasing = asyncio.create_task(release(0.3))
+            response = await api.post(f"/v1/runs/{run_id}/confirm")
+            await releasing
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "running"
+        else:  # still busy when the request answers: the run stays held until the apply takes it
+            response = await api.post(f"/v1/runs/{run_id}/confirm")
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "held"
+            assert await _state(db, "tax") == before
+            again = await api.post(f"/v1/runs/{run_id}/confirm")
+            assert again.status_code == 409
+            assert again.json()["detail"] == "the run is held, and a confirm of it is under way"
+            await release(0)
+        await registry_of(app.state).wait(run_id)
+        view = (await api.get(f"/v1/runs/{run_id}")).json()
+    assert view["status"] == "succeeded"
+    assert view["counts"]["ended"] == 3
+    stored = await entries_of(db, "tax")
+    assert [k for k, e in sorted(stored.items()) if e["status"] == "ended"] == ["S-3", "S-4", "S-5"]
+
+
+@pytest.mark.committing
+async def test_a_confirm_whose_process_dies_mid_apply_is_failed_when_found_and_changed_nothing(
+    committed_db: Database, sync_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = committed_db
+    run_id, before = await _held(db, sync_settings)
+    doomed = Database(db.url, sync_settings, application_name="onecheck-test-doomed")
+    applied = asyncio.Event()
+    original = SyncBatch.apply
+
+    async def apply_then_hang(self: SyncBatch, **kwargs: Any) -> Any:
+        changes = await original(self, **kwargs)
+        applied.set()
+        await asyncio.sleep(3600)  # the process dies here, before its transaction commits
+        return changes
+
+    monkeypatch.setattr(SyncBatch, "apply", apply_then_hang)
+    registry = RunRegistry()
+    try:
+        taken = await confirm_run(doomed, sync_settings, run_id, registry=registry)
+        assert taken["status"] == "running"
+        await asyncio.wait_for(applied.wait(), 30)
+        assert await fail_abandoned_runs(db) == 0  # alive: it holds the source's lock
+        assert (await get_run(db, run_id))["status"] == "running"
+        # kill -9: its sessions end without a word; the server rolls its transaction back and frees the lock.
+        async with db.connection() as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                "onecheck-test-doomed",
+            )
+        for _ in range(100):
+            if await fail_abandoned_runs(db):
+                break
+            await asyncio.sleep(0.05)
+        view = await get_run(db, run_id)
+        assert view["status"] == "failed"
+        assert view["error"].startswith("RunAbandoned")
+        assert sum(view["counts"].values()) == 0  # like any failed snapshot: it applied nothing
+        assert await _state(db, "tax") == before
+    finally:
+        for task in list(registry.tasks.values()):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(registry.wait_all(), 10)
+        with contextlib.suppress(Exception):
+            await doomed.close()
+    assert (await get_run(db, run_id))[
+        "status"
+    ] == "failed"  # and the dead process's leftovers did not undo it

@@ -12,6 +12,7 @@ import pytest
 import respx
 from fastapi import FastAPI
 
+from shared.codes import SubjectKind, normalise, org_code_check_char, uscc_check_char
 from shared.db.engine import Database
 from shared.entries import apply_event, expire_due_entries
 from shared.lifecycle import business_date
@@ -320,3 +321,101 @@ async def test_dead_letters_of_own_subscriptions(db: Database, subscriber: httpx
     pending = await subscriber.get(f"/v1/subscriptions/{created['subscription_id']}/deliveries?state=pending")
     assert pending.json() == {"deliveries": []}
     assert (await subscriber.get(f"/v1/subscriptions/{uuid.uuid4()}/deliveries")).status_code == 404
+
+
+def _citizen_id_embedding_an_org_code() -> str:
+    """A citizen id whose characters 9-17 happen to pass GB 11714 (about 9 % of them do)."""
+    for i in range(10_000):
+        code = citizen_id(i)
+        if code[16] == org_code_check_char(code[8:16]) and normalise(code).kind == SubjectKind.CITIZEN_ID:
+            return code
+    raise AssertionError("no such citizen id")  # pragma: no cover
+
+
+async def _subscribers_of(db: Database) -> dict[str, set[str]]:
+    """subscription_id → the entry ids it was sent."""
+    out: dict[str, set[str]] = {}
+    for m in await messages(db):
+        out.setdefault(str(m["subscription_id"]), set()).add(m["payload"]["entry"]["entry_id"])
+    return out
+
+
+async def test_a_citizen_id_subscription_never_matches_by_an_embedded_org_code(
+    db: Database, subscriber: httpx.AsyncClient
+) -> None:
+    person = _citizen_id_embedding_an_org_code()
+    org = person[8:17]
+    company = "91440703" + org + uscc_check_char("91440703" + org)
+    sub = await subscribe(subscriber, subject_codes=[person])
+    await make_entry(db, code=org, kind="org_code")  # another subject, recorded under an org code
+    await make_entry(db, code=company)  # a company whose USCC embeds those characters
+    own = await make_entry(db, code=person, kind="citizen_id", list_type="LT06")
+    assert await _subscribers_of(db) == {sub["subscription_id"]: {str(own)}}
+
+
+async def test_a_uscc_subscription_matches_its_org_code_entries_not_another_usccs(
+    db: Database, subscriber: httpx.AsyncClient
+) -> None:
+    mine = uscc(21)
+    org = mine[8:17]
+    other = "91440704" + org + uscc_check_char("91440704" + org)  # another USCC, same embedded characters
+    sub = await subscribe(subscriber, subject_codes=[mine])
+    under_org = await make_entry(db, code=org, kind="org_code")
+    await make_entry(db, code=other)
+    own = await make_entry(db, code=mine)
+    assert await _subscribers_of(db) == {sub["subscription_id"]: {str(under_org), str(own)}}
+
+
+async def test_an_unmapped_org_code_subscription_is_only_itself(
+    db: Database, subscriber: httpx.AsyncClient
+) -> None:
+    """As in a check: an org code no alias maps matches entries recorded under it, not USCCs embedding it."""
+    org = uscc(22)[8:17]
+    sub = await subscribe(subscriber, subject_codes=[org])
+    await make_entry(db, code=uscc(22))
+    own = await make_entry(db, code=org, kind="org_code")
+    assert await _subscribers_of(db) == {sub["subscription_id"]: {str(own)}}
+
+
+async def test_a_uscc_subscription_follows_an_alias_added_later(
+    db: Database, subscriber: httpx.AsyncClient
+) -> None:
+    """An entry stored under a registration number before its alias was known is the USCC's, as in a check."""
+    sub = await subscribe(subscriber, subject_codes=[uscc(23)])
+    entry_id = await make_entry(db, code="440703000543214", kind="registration_no")
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO subject_aliases (alias_code, alias_kind, uscc) VALUES ('440703000543214', 'registration_no', $1)",
+            uscc(23),
+        )
+    async with db.session() as session:
+        await apply_event(session, entry_id, "objection", current_status="active", operator="o", basis="b")
+        await session.commit()
+    sent = [(str(m["subscription_id"]), m["payload"]["event"]) for m in await messages(db)]
+    assert sent == [(sub["subscription_id"], "objection")]
+
+
+async def test_a_person_matches_organisations_entries_naming_them(
+    db: Database, subscriber: httpx.AsyncClient
+) -> None:
+    """As in a check (`responsible_person`): an organisation's entry naming the person, not another person's."""
+    person = citizen_id(31)
+    sub = await subscribe(subscriber, subject_codes=[person])
+    named = [{"role": "legal_representative", "code": person, "name": "李四"}]
+    company = await make_entry(db, code=uscc(24), linked_persons=named)
+    await make_entry(db, code=citizen_id(32), kind="citizen_id", list_type="LT06", linked_persons=named)
+    assert await _subscribers_of(db) == {sub["subscription_id"]: {str(company)}}
+
+
+async def test_subscription_codes_are_stored_with_their_kinds(
+    db: Database, subscriber: httpx.AsyncClient
+) -> None:
+    codes = [uscc(25), citizen_id(33), uscc(26)[8:17], "440703000543214"]
+    created = await subscribe(subscriber, subject_codes=[uscc(25).lower(), *codes[1:]])
+    [row] = await fetch(
+        db,
+        "SELECT subject_codes, subject_kinds FROM subscriptions WHERE subscription_id = $1",
+        uuid.UUID(created["subscription_id"]),
+    )
+    assert row["subject_codes"] == codes
+    assert row["subject_kinds"] == ["uscc", "citizen_id", "org_code", "registration_no"]

@@ -190,6 +190,41 @@ async def test_a_held_run_blocks_new_runs_until_discarded(db: Database, admin: h
     assert (await admin.post(f"/v1/runs/{held}/confirm")).status_code == 409
 
 
+async def test_confirm_answers_202_and_applies_the_held_run_in_the_background(
+    db: Database, app: FastAPI, admin: httpx.AsyncClient
+) -> None:
+    await add_source(db, "tax", "snapshot")
+    listing = [record(f"H-{i}") for i in range(5)]
+    run_ids = []
+    for entries in (listing, listing[:1]):  # the second would end 4 of 5: held
+        with respx.mock(base_url=BASE) as mock:
+            mock.get("/entries").mock(return_value=page(envelope(entries)))
+            started = (await admin.post("/v1/sources/tax/runs")).json()
+            await registry(app).wait(started["run_id"])
+        run_ids.append(started["run_id"])
+    held = run_ids[1]
+    assert (await admin.get(f"/v1/runs/{held}")).json()["status"] == "held"
+    response = await admin.post(f"/v1/runs/{held}/confirm")
+    assert response.status_code == 202, response.text
+    taken = response.json()
+    assert set(taken) == RUN_KEYS
+    assert (taken["run_id"], taken["status"], taken["finished_at"]) == (held, "running", None)
+    assert sum(taken["counts"].values()) == 0  # recomputed by the apply
+    await registry(app).wait(held)
+    view = (await admin.get(f"/v1/runs/{held}")).json()
+    assert view["status"] == "succeeded"
+    assert view["finished_at"] is not None
+    assert (view["counts"]["unchanged"], view["counts"]["ended"]) == (1, 4)
+    assert_conserved(view["counts"])
+    again = await admin.post(f"/v1/runs/{held}/confirm")
+    assert again.status_code == 409
+    assert again.json()["detail"] == "the run is succeeded, not held"
+    ended = await fetch(
+        db, "SELECT count(*) FROM list_entries WHERE source_name = 'tax' AND status = 'ended'"
+    )
+    assert ended == [(4,)]
+
+
 async def test_a_run_whose_process_died_is_failed_when_found(db: Database, admin: httpx.AsyncClient) -> None:
     await add_source(db, "court")
     dead = await _open_run(db, "court", "running", worker="host-b:4242")

@@ -124,3 +124,61 @@ async def test_maintenance_keeps_partitions_ahead_and_drops_expired_keys(db: Dat
         keys = [r[0] for r in await conn.fetch("SELECT key FROM idempotency_keys")]
     assert names == {"checks_p203105", "checks_p203106", "checks_p203107"}
     assert keys == ["new"]
+
+
+def test_0007_gives_each_stored_subscription_code_its_kind(database_url: str) -> None:
+    """The backfill classifies in SQL as `normalise` does: an all-digit USCC is a USCC, a citizen id whose
+    characters 9-17 pass GB 11714 stays a citizen id."""
+    from shared.codes import normalise
+
+    url = _scratch_database(database_url, f"{make_url(database_url).database}_kinds")
+    codes = [
+        "91440703MA700000XN",  # USCC with letters
+        "914407031000000248",  # USCC of digits only
+        "440703197001040030",  # citizen id; 197001040 passes GB 11714
+        "44070319700101000X",
+        "MA51XX015",  # org code
+        "440703000543214",  # registration number
+    ]
+    expected = [normalise(c).kind.value for c in codes]
+    assert expected == ["uscc", "uscc", "citizen_id", "citizen_id", "org_code", "registration_no"]
+
+    async def seed() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await conn.execute(
+                "INSERT INTO subscriptions (subscription_id, client_id, callback_url, subject_codes, secret) "
+                "VALUES (gen_random_uuid(), gen_random_uuid(), 'https://a.example/', $1, 's'), "
+                "       (gen_random_uuid(), gen_random_uuid(), 'https://b.example/', NULL, 's')",
+                codes,
+            )
+        finally:
+            await conn.close()
+
+    async def kinds() -> list[list[str] | None]:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            rows = await conn.fetch("SELECT subject_kinds FROM subscriptions ORDER BY callback_url")
+            return [r[0] for r in rows]
+        finally:
+            await conn.close()
+
+    try:
+        migrate.upgrade(url, "0006_sync_pages_lz4")
+        asyncio.run(seed())
+        migrate.upgrade(url)
+        assert asyncio.run(kinds()) == [expected, None]
+        migrate.downgrade(url, "0006_sync_pages_lz4")
+        migrate.upgrade(url)
+        assert asyncio.run(kinds()) == [expected, None]
+    finally:
+
+        async def drop() -> None:
+            admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+            conn = await asyncpg.connect(asyncpg_dsn(admin))
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
