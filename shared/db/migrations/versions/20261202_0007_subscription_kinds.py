@@ -2,7 +2,7 @@
 
 Revision ID: 0007_subscription_kinds
 Revises: 0006_sync_pages_lz4
-Create Date: 2026-12-08 10:00:00
+Create Date: 2026-12-02 00:30:00
 
 Subscriptions matched the embedded-organisation-code rule on any 18-character code: a citizen id whose
 characters 9-17 happen to pass GB 11714 (about 8 % do) received another organisation's entries, and a USCC
